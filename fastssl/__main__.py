@@ -1,0 +1,3 @@
+from fastssl.cli import main
+
+main()

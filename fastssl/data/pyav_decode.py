@@ -1,0 +1,93 @@
+"""Frame-exact window decoding with PyAV: seek to the keyframe before the window, decode forward.
+
+Used by the PyAV loader (the fallback on hosts without DALI) and by tests as ground truth.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import av
+import numpy as np
+from av.video.reformatter import Interpolation, VideoReformatter
+
+
+class DecodeError(RuntimeError):
+    """A video could not be decoded as its index says; the message names the file."""
+
+
+class WindowDecoder:
+    """Decodes windows of consecutive frames as uint8 (T, H, W, 3) RGB arrays.
+
+    Keeps a few containers open (seeking an open file is much cheaper than reopening it) and one
+    VideoReformatter (colour conversion + resize in one libswscale pass, its context reused).
+    One instance per process: DataLoader workers each build their own after fork.
+    """
+
+    def __init__(self, max_open: int = 8):
+        self._open: OrderedDict[str, av.container.InputContainer] = OrderedDict()
+        self._max_open = max_open
+        self._reformatter = VideoReformatter()
+
+    def _container(self, path: str):
+        container = self._open.pop(path, None)
+        if container is None:
+            try:
+                container = av.open(path)
+            except (av.error.FFmpegError, OSError) as e:
+                raise DecodeError(f"{path}: cannot open: {e}") from None
+            if not container.streams.video:
+                container.close()
+                raise DecodeError(f"{path}: has no video stream")
+            if len(self._open) >= self._max_open:
+                self._open.popitem(last=False)[1].close()
+        self._open[path] = container
+        return container
+
+    def decode(self, path: str, start: int, length: int, *, fps: float,
+               resize: tuple[int, int] | None = None) -> np.ndarray:
+        """Frames [start, start+length) of `path`, optionally resized to `resize` = (h, w)."""
+        container = self._container(path)
+        stream = container.streams.video[0]
+        # Frame index <-> pts: our files have pts = index in a 1/fps clock, whatever time base
+        # the container stores it in, so index = round(time * fps).
+        target = int(round(start / fps / stream.time_base))
+        out = None
+        got = 0
+        try:
+            container.seek(target, stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    raise DecodeError(f"{path}: frame without a timestamp; re-encode it with `fastssl prepare`")
+                index = int(round(frame.time * fps))
+                if index < start:
+                    continue
+                if index != start + got:
+                    raise DecodeError(f"{path}: expected frame {start + got}, decoder gave {index} "
+                                      "(missing or out-of-order timestamps)")
+                h, w = resize if resize is not None else (frame.height, frame.width)
+                rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24",
+                                                 interpolation=Interpolation.BILINEAR)
+                array = rgb.to_ndarray()
+                if out is None:
+                    out = np.empty((length, h, w, 3), dtype=np.uint8)
+                out[got] = array
+                got += 1
+                if got == length:
+                    return out
+        except av.error.FFmpegError as e:
+            self._open.pop(path, None)
+            raise DecodeError(f"{path}: decoding frames {start}..{start + length - 1} failed: {e}") from None
+        raise DecodeError(f"{path}: asked for frames {start}..{start + length - 1} "
+                          f"but the file ends after {start + got} frames")
+
+    def close(self):
+        for container in self._open.values():
+            container.close()
+        self._open.clear()
+
+
+def count_frames(path: str) -> int:
+    """Decode-free frame count from the packets (every packet of our streams is one frame)."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return sum(1 for p in container.demux(stream) if p.size > 0)

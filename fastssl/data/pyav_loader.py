@@ -1,0 +1,144 @@
+"""The PyAV loader: torch DataLoader workers decode uint8 windows on the CPU.
+
+It is the fallback for hosts without DALI (macOS, Windows, no GPU) and the CPU fast path:
+workers hand over uint8 frames (FHWC) plus small integer tensors, and the clip builder in the
+main process expands them into normalized clips - 20 uint8 frames cross the process boundary
+instead of 48 float ones.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fastssl.data.dataset import Video
+from fastssl.data.pyav_decode import WindowDecoder
+from fastssl.data.sampling import ClipPlan, Geometry, PretextPlan, Window, eval_clip_starts, stream_keys
+
+_decoder: WindowDecoder | None = None
+
+
+def _process_decoder() -> WindowDecoder:
+    # One decoder per process, created lazily so each DataLoader worker opens its own files.
+    global _decoder
+    if _decoder is None:
+        _decoder = WindowDecoder()
+    return _decoder
+
+
+def decode_window(videos: Sequence[Video], window: Window, resize: tuple[int, int]) -> np.ndarray:
+    """Decode, crop and flip one window -> uint8 (T, size, size, 3), contiguous."""
+    video = videos[window.video]
+    frames = _process_decoder().decode(video.path, window.start, window.length, fps=video.fps,
+                                       resize=resize)
+    s = window.size
+    frames = frames[:, window.top:window.top + s, window.left:window.left + s]
+    if window.flip:
+        frames = frames[:, :, ::-1]
+    return np.ascontiguousarray(frames)
+
+
+class PretextWindows(Dataset):
+    """(epoch, index) -> a window and its question."""
+
+    def __init__(self, plan: PretextPlan):
+        self.plan = plan
+
+    def __len__(self):
+        return self.plan.epoch_size
+
+    def __getitem__(self, key):
+        epoch, i = key
+        window, q = self.plan.sample(epoch, i)
+        return {"windows": torch.from_numpy(decode_window(self.plan.videos, window, self.plan.geometry.resize)),
+                "starts": torch.from_numpy(q.starts), "orders": torch.from_numpy(q.orders),
+                "label": torch.tensor(q.label), "video": torch.tensor(window.video)}
+
+
+class TrainClips(Dataset):
+    """(epoch, index) -> one random D-frame clip of a video and its class."""
+
+    def __init__(self, plan: ClipPlan):
+        self.plan = plan
+
+    def __len__(self):
+        return self.plan.epoch_size
+
+    def __getitem__(self, key):
+        epoch, i = key
+        window, label = self.plan.sample(epoch, i)
+        return {"windows": torch.from_numpy(decode_window(self.plan.videos, window, self.plan.geometry.resize)),
+                "label": torch.tensor(label), "video": torch.tensor(window.video)}
+
+
+class EvalVideos(Dataset):
+    """video index -> every non-overlapping D-frame clip of it, centre-cropped, (K, D, s, s, 3)."""
+
+    def __init__(self, videos: Sequence[Video], D: int, geometry: Geometry):
+        self.videos, self.D, self.geometry = videos, D, geometry
+
+    def __len__(self):
+        return len(self.videos)
+
+    def __getitem__(self, v):
+        starts = eval_clip_starts(self.videos[v].frames, self.D)
+        top, left, _ = self.geometry.crop(None)
+        window = Window(v, 0, len(starts) * self.D, top, left, self.geometry.size, False)
+        frames = decode_window(self.videos, window, self.geometry.resize)
+        clips = frames.reshape(len(starts), self.D, *frames.shape[1:])
+        return {"clips": torch.from_numpy(clips), "label": torch.tensor(self.videos[v].label),
+                "video": torch.tensor(v)}
+
+
+def _fresh_decoder(_worker_id: int) -> None:
+    # A forked worker must not reuse containers the parent opened: FFmpeg's decoder threads do
+    # not survive fork, and a reused context deadlocks. Each worker opens its own files.
+    global _decoder
+    _decoder = None
+
+
+def _pin(device: str) -> bool:
+    # Pinned host memory makes the copy to the GPU asynchronous (non_blocking=True).
+    return device.startswith("cuda")
+
+
+def close_decoder() -> None:
+    """Close this process's open files (and their FFmpeg decoder threads)."""
+    global _decoder
+    if _decoder is not None:
+        _decoder.close()
+        _decoder = None
+
+
+def _loader(dataset, batch_sampler, workers: int, pin: bool, **kw) -> DataLoader:
+    if workers:
+        # Fork copies locks held by FFmpeg's decoder threads, not the threads: close them first.
+        close_decoder()
+    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, pin_memory=pin,
+                      persistent_workers=False, prefetch_factor=4 if workers else None,
+                      worker_init_fn=_fresh_decoder, **kw)
+
+
+def pretext_batches(plan: PretextPlan, batch_size: int, *, workers: int = 0, device: str = "cpu",
+                    start_step: int = 0) -> Iterator[dict]:
+    """Endless pretext batches: windows (B, W, s, s, 3) uint8, starts (B, N), orders (B, N, D), label (B,)."""
+    keys = stream_keys(plan.epoch_size, batch_size, start_step)
+    return iter(_loader(PretextWindows(plan), keys, workers, _pin(device)))
+
+
+def clip_batches(plan: ClipPlan, batch_size: int, *, workers: int = 0, device: str = "cpu",
+                 start_step: int = 0) -> Iterator[dict]:
+    """Endless fine-tuning batches: windows (B, D, s, s, 3) uint8, label (B,)."""
+    keys = stream_keys(plan.epoch_size, batch_size, start_step)
+    return iter(_loader(TrainClips(plan), keys, workers, _pin(device)))
+
+
+def eval_video_batches(videos: Sequence[Video], D: int, geometry: Geometry, *, workers: int = 0,
+                       device: str = "cpu") -> Iterator[dict]:
+    """One item per test video, in order: clips (K, D, s, s, 3), label, video."""
+    if workers:
+        close_decoder()
+    return iter(DataLoader(EvalVideos(videos, D, geometry), batch_size=None, shuffle=False,
+                           num_workers=workers, pin_memory=_pin(device), worker_init_fn=_fresh_decoder))

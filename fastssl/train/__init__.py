@@ -1,0 +1,1 @@
+"""Training loops: pretrain (pretext), finetune (action recognition), evaluate."""

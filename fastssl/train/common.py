@@ -1,0 +1,125 @@
+"""What every loop shares: device and precision, checkpoints, logging, timing, the lr schedule."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from fastssl.config import Config
+
+
+def autocast(cfg: Config):
+    """bf16/fp16 autocast on CUDA; fp32 (no autocast) elsewhere or when asked."""
+    if cfg.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=dtype)
+
+
+def input_dtype(cfg: Config) -> torch.dtype:
+    """The clip builder writes the model's compute dtype directly: no separate cast pass."""
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+
+
+def seed_everything(seed: int) -> None:
+    # Only weight init and nothing else draws from torch's RNG: the data path uses its own
+    # (seed, epoch, index) generators.
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over `warmup` of the run, then cosine to zero."""
+    warm = max(1, int(round(warmup * total)))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_checkpoint(path: str | os.PathLike, *, kind: str, model: torch.nn.Module, cfg: Config,
+                    step: int, optimizer: torch.optim.Optimizer | None = None, **extra) -> Path:
+    """Write atomically (temp file + rename): a killed run never leaves a half-written checkpoint.
+    Everything is tensors, numbers and strings so torch.load(weights_only=True) reads it."""
+    path = Path(path)
+    state = {"kind": kind, "step": step, "config": cfg.to_json(), "model": model.state_dict(),
+             "torch_rng": torch.get_rng_state(), **extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise ValueError(f"{path}: not a readable fastssl checkpoint ({e})") from None
+
+
+class RunLog:
+    """TensorBoard scalars + metrics.jsonl in the run folder; one call logs to both."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tb = SummaryWriter(str(self.dir / "tb"))
+        self._jsonl = open(self.dir / "metrics.jsonl", "a")
+
+    def log(self, step: int, **scalars) -> None:
+        for name, value in scalars.items():
+            self.tb.add_scalar(name, value, step)
+        self._jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        self.tb.close()
+        self._jsonl.close()
+
+
+class StepTimer:
+    """Splits wall time into waiting for data and everything else, per logging interval.
+
+    On CUDA the step is asynchronous, so the interval is closed with a synchronize (the only
+    CPU-GPU sync point of the loop besides reading the loss for the log)."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+        self.reset()
+
+    def reset(self):
+        self.t0 = time.perf_counter()
+        self.wait = 0.0
+        self.items = 0
+
+    @contextlib.contextmanager
+    def waiting(self):
+        t = time.perf_counter()
+        yield
+        self.wait += time.perf_counter() - t
+
+    def close_interval(self) -> tuple[float, float, float]:
+        """-> (seconds, data-wait fraction, items per second) since the last reset."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - self.t0
+        result = seconds, self.wait / max(seconds, 1e-9), self.items / max(seconds, 1e-9)
+        self.reset()
+        return result
+
+
+def prepare_run_dir(out: str | os.PathLike, cfg: Config) -> Path:
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.dump(run_dir)
+    return run_dir
