@@ -57,6 +57,9 @@ def run_options(command):
                   help="auto = DALI when installed and on CUDA, else PyAV.")
     @click.option("--workers", type=click.IntRange(min=0), default=None,
                   help="Decoding processes for the PyAV loader (default: min(4, CPU cores)).")
+    @click.option("--decoders", type=click.IntRange(min=1), default=None,
+                  help="DALI loader: video pipelines per GPU, one per NVDEC engine to keep busy "
+                       "(default 1; an H100 has several engines).")
     @click.option("--size", type=click.IntRange(min=64), default=None,
                   help="Square crop fed to the model, in pixels (default from the preset).")
     @click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -76,7 +79,7 @@ def _build_config(command: str, *, data, out, preset, device, precision, workers
     """Validate everything, load the dataset, return (Config, VideoDataset). Usage errors only."""
     from fastssl.config import default_preset, resolve
     from fastssl.data.dataset import DatasetError, check_videos, load_dataset
-    from fastssl.data.loaders import choose_loader
+    from fastssl.data.loaders import choose_loader, validate_files
     from fastssl.models.alexnet3d import MIN_FRAMES
     from fastssl.pretext import check_sizes
 
@@ -114,6 +117,10 @@ def _build_config(command: str, *, data, out, preset, device, precision, workers
         train = check_videos(dataset.train, need, skip=skip_bad, what=f"{command} (train split)", report=click.echo)
         min_test = cfg.W if command in ("pretrain", "evaluate") else cfg.D
         test = check_videos(dataset.test, min_test, skip=skip_bad, what=f"{command} (test split)", report=click.echo)
+        train = validate_files(cfg.loader, train, device=cfg.device, min_frames=need, skip=skip_bad,
+                               report=click.echo)
+        test = validate_files(cfg.loader, test, device=cfg.device, min_frames=min_test, skip=skip_bad,
+                              report=click.echo)
     except DatasetError as e:
         raise click.BadParameter(str(e), param_hint="--data") from None
     dataset = dataclasses.replace(dataset, train=train, test=test)
@@ -247,7 +254,16 @@ def pretrain(resize, **kw):
               help="Learning rate of the (pretrained) conv layers (paper: 1e-4).")
 def finetune(resize, init, **kw):
     """Fine-tune 3D-AlexNet for action recognition (from a pretext checkpoint, or scratch)."""
+    from fastssl.train.common import load_checkpoint
     from fastssl.train.finetune import finetune as run
+    if init is not None:
+        try:
+            kind = load_checkpoint(init).get("kind")
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--init") from None
+        if kind != "pretext":
+            raise click.BadParameter(f"{init}: needs a pretext checkpoint (from `fastssl pretrain`), "
+                                     f"this one is {kind!r}", param_hint="--init")
     cfg, dataset = _build_config("finetune", resize=_parse_resize(resize), init=init, **kw)
     if init is None:
         click.echo("no --init: training from scratch")

@@ -76,6 +76,7 @@ class Config:
     precision: str = "fp32"
     loader: str = "pyav"
     workers: int = 2
+    decoders: int = 1                   # DALI: video pipelines per GPU (one per NVDEC engine)
     log_every: int = 10
     ckpt_every: int = 500
     eval_questions: int = 4            # held-out questions per test video (pretext evaluation)

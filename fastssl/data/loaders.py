@@ -40,18 +40,33 @@ def _impl(loader: str):
     return pyav_loader
 
 
+def _extra(loader: str, decoders: int) -> dict:
+    return {"decoders": decoders} if loader == "dali" else {}
+
+
 def pretext_batches(loader: str, plan: PretextPlan, batch_size: int, *, workers: int, device: str,
-                    start_step: int = 0) -> Iterator[dict]:
+                    start_step: int = 0, decoders: int = 1) -> Iterator[dict]:
     return _impl(loader).pretext_batches(plan, batch_size, workers=workers, device=device,
-                                         start_step=start_step)
+                                         start_step=start_step, **_extra(loader, decoders))
 
 
 def clip_batches(loader: str, plan: ClipPlan, batch_size: int, *, workers: int, device: str,
-                 start_step: int = 0) -> Iterator[dict]:
+                 start_step: int = 0, decoders: int = 1) -> Iterator[dict]:
     return _impl(loader).clip_batches(plan, batch_size, workers=workers, device=device,
-                                      start_step=start_step)
+                                      start_step=start_step, **_extra(loader, decoders))
 
 
 def eval_video_batches(loader: str, videos: Sequence[Video], D: int, geometry: Geometry, *,
-                       workers: int, device: str) -> Iterator[dict]:
-    return _impl(loader).eval_video_batches(videos, D, geometry, workers=workers, device=device)
+                       workers: int, device: str, decoders: int = 1) -> Iterator[dict]:
+    return _impl(loader).eval_video_batches(videos, D, geometry, workers=workers, device=device,
+                                            **_extra(loader, decoders))
+
+
+def validate_files(loader: str, videos: Sequence[Video], *, device: str, min_frames: int,
+                   skip: bool, report=print) -> list[Video]:
+    """Loader-specific up-front checks (DALI drops unreadable files with only a warning, so its
+    loader probes every file first). PyAV reports bad files when it meets them."""
+    if loader != "dali":
+        return list(videos)
+    return _impl(loader).validate_files(videos, device=device, min_frames=min_frames, skip=skip,
+                                        report=report)

@@ -28,7 +28,8 @@ def evaluate_classifier(model, cfg: Config, dataset: VideoDataset, *, progress: 
     clip_correct = clip_total = video_correct = 0
     per_video = []
     batches = loaders.eval_video_batches(cfg.loader, dataset.test, cfg.D, geometry(cfg),
-                                         workers=cfg.workers, device=cfg.device)
+                                         workers=cfg.workers, device=cfg.device,
+                                   decoders=cfg.decoders)
     for item in tqdm(batches, total=len(dataset.test), desc="evaluate", disable=not progress, unit="video"):
         clips = item["clips"].to(cfg.device, non_blocking=True)
         probs = []

@@ -60,7 +60,8 @@ def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
     groups = [{"params": model.features.parameters(), "base_lr": cfg.lr_conv},
               {"params": model.classifier.parameters(), "base_lr": cfg.lr_fc}]
     optimizer = torch.optim.Adam([{**g, "lr": g["base_lr"]} for g in groups])
-    batches = loaders.clip_batches(cfg.loader, plan, cfg.batch_size, workers=cfg.workers, device=cfg.device)
+    batches = loaders.clip_batches(cfg.loader, plan, cfg.batch_size, workers=cfg.workers, device=cfg.device,
+                                   decoders=cfg.decoders)
     log = RunLog(run_dir)
     timer = StepTimer(cfg.device)
     loss_sum = torch.zeros((), device=cfg.device)

@@ -62,7 +62,7 @@ def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
     model = build_siamese(cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batches = loaders.pretext_batches(cfg.loader, plan, cfg.batch_size, workers=cfg.workers,
-                                      device=cfg.device)
+                                      device=cfg.device, decoders=cfg.decoders)
     log = RunLog(run_dir)
     timer = StepTimer(cfg.device)
     loss_sum = torch.zeros((), device=cfg.device)
@@ -116,7 +116,7 @@ def evaluate_pretext(model: SiameseNet, cfg: Config, dataset: VideoDataset, *, p
                        seed=EVAL_SEED, train=False)
     total = plan.epoch_size * cfg.eval_questions
     batches = loaders.pretext_batches(cfg.loader, plan, cfg.batch_size, workers=cfg.workers,
-                                      device=cfg.device)
+                                      device=cfg.device, decoders=cfg.decoders)
     model.eval()
     correct, seen = 0, 0
     for _ in tqdm(range(math.ceil(total / cfg.batch_size)), desc="held-out questions",

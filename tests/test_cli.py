@@ -1,0 +1,92 @@
+"""Bad command-line values are refused with a usage error (exit 2) that says what is wrong,
+before any work starts."""
+import pytest
+from click.testing import CliRunner
+
+from fastssl import __version__
+from fastssl.cli import main
+from videos import make_coded_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return str(make_coded_dataset(tmp_path_factory.mktemp("cli"), frames=(24, 30, 30)))
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_version_and_help():
+    assert __version__ in run("--version").output
+    for command in ("synth", "pretrain", "finetune", "evaluate"):
+        result = run(command, "--help")
+        assert result.exit_code == 0 and "--" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mode", "xx"], "'xx' is not one of"),
+    (["--clip-length", "4"], "at least 8 frames"),
+    (["--window", "6"], "shorter than a clip"),
+    (["--clips", "14"], "distinct starts"),
+    (["--batch-size", "0"], "x>=1"),
+    (["--device", "tpu"], "'tpu' is not one of"),
+    (["--precision", "fp8"], "'fp8' is not one of"),
+    (["--size", "32"], "x>=64"),
+    (["--size", "96"], "larger than the frames"),
+    (["--resize", "big"], "is not HxW"),
+])
+def test_pretrain_refuses_bad_values(data, tmp_path, args, message):
+    result = run("pretrain", "--data", data, "--out", tmp_path / "run", "--device", "cpu", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_missing_dataset_folder(tmp_path):
+    result = run("pretrain", "--data", tmp_path / "nope", "--device", "cpu")
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_folder_that_is_not_a_dataset(tmp_path):
+    result = run("pretrain", "--data", tmp_path, "--device", "cpu")
+    assert result.exit_code == 2 and "classInd.txt: missing" in result.output
+
+
+def test_too_short_videos_are_named_and_can_be_skipped(data, tmp_path):
+    # the coded dataset's 24-frame videos are too short for a 28-frame window
+    result = run("pretrain", "--data", data, "--out", tmp_path / "r", "--window", "28", "--device", "cpu")
+    assert result.exit_code == 2
+    assert "g01_c01.mp4: 24 frames, pretrain (test split) needs at least 28" in result.output
+    assert "--skip-bad" in result.output
+
+
+def test_cuda_without_a_gpu_is_refused(data):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    result = run("pretrain", "--data", data, "--device", "cuda")
+    assert result.exit_code == 2 and "no GPU" in result.output
+
+
+def test_evaluate_needs_a_real_checkpoint(data, tmp_path):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    result = run("evaluate", "--data", data, "--checkpoint", bogus, "--device", "cpu")
+    assert result.exit_code == 2 and "bogus.pt: not a readable fastssl checkpoint" in result.output
+
+
+def test_synth_refuses_bad_values(tmp_path):
+    assert "unknown motion" in run("synth", tmp_path / "s", "--motions", "teleport").output
+    assert run("synth", tmp_path / "s", "--size", "wide").exit_code == 2
+    assert run("synth", tmp_path / "s", "--codec", "xvid").exit_code == 2
+    assert run("synth", tmp_path / "s", "--videos-per-class", "1").exit_code == 2
+
+
+def test_synth_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "s"
+    args = ["synth", out, "--classes", "2", "--videos-per-class", "2", "--frames", "4", "--size", "32x32"]
+    assert run(*args).exit_code == 0
+    again = run(*args)
+    assert again.exit_code == 2 and "--force" in again.output
+    assert run(*args, "--force").exit_code == 0
