@@ -1,0 +1,263 @@
+"""The DALI loader delivers exactly what the sampling plan asks for - the same (video, window,
+crop, flip) as the PyAV loader - and refuses files it cannot decode, naming them.
+
+CPU tests use VP9 and MJPEG (DALI's CPU decoder handles only VP8/VP9/MJPEG); the GPU tests
+(NVDEC, H.264) run only where CUDA is visible.
+"""
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("nvidia.dali", reason="nvidia-dali is not installed (pip install nvidia-dali-cuda130)")
+
+from fastssl.data import dali_loader, pyav_loader  # noqa: E402
+from fastssl.data.dataset import DatasetError, load_dataset  # noqa: E402
+from fastssl.data.pyav_decode import DecodeError  # noqa: E402
+from fastssl.data.sampling import ClipPlan, Geometry, PretextPlan, eval_clip_starts, stream_keys  # noqa: E402
+from videos import frame_ids, is_flipped, make_coded_dataset, write_coded_video  # noqa: E402
+
+# 96x72 videos scaled to 80 wide: a real resize, and every 64-px crop keeps part of the white
+# quarter, so a mirror is always visible.
+GEOM = Geometry(resize=(72, 80), size=64)
+
+
+@pytest.fixture(scope="module")
+def vp9(tmp_path_factory):
+    return load_dataset(make_coded_dataset(tmp_path_factory.mktemp("vp9"), codec="vp9"))
+
+
+@pytest.fixture(scope="module")
+def mjpeg(tmp_path_factory):
+    return load_dataset(make_coded_dataset(tmp_path_factory.mktemp("mjpeg"), codec="mjpeg"))
+
+
+@pytest.fixture(params=["vp9", "mjpeg"])
+def coded(request):
+    return request.getfixturevalue(request.param)
+
+
+def edges(frames: np.ndarray) -> np.ndarray:
+    """(T, 2) sub-pixel position of the crop's content: the width of the white quarter in the
+    bottom half, and the height of the grey top half (measured where the bottom is black).
+    A crop or resize off by one pixel moves these by one; colour conversion does not."""
+    f = frames[..., 0].astype(np.float64)
+    t, h, w = f.shape
+    white = (f[:, 5 * h // 8:, :] / 255).mean(1).sum(1)
+    grey = f[:, h // 8: 3 * h // 8].mean((1, 2))
+    flipped = np.array(is_flipped(frames))
+    column = np.where(flipped, 0, w - 1)  # the side of the bottom half that is black
+    top = np.stack([f[i, :, column[i]] for i in range(t)]) / np.maximum(grey, 1)[:, None]
+    return np.stack([white, top.clip(0, 1).sum(1)], 1)
+
+
+def assert_same_frames(dali: torch.Tensor, pyav: torch.Tensor):
+    """Same frames, crop and mirror; pixels close (colour conversion and resize differ)."""
+    a, b = dali.cpu().numpy(), pyav.numpy()
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    for x, y in zip(a.reshape(-1, *a.shape[-4:]), b.reshape(-1, *b.shape[-4:])):
+        assert frame_ids(x) == frame_ids(y)
+        assert is_flipped(x) == is_flipped(y)
+        bright = np.array(frame_ids(x)) >= 10  # the grey/black boundary needs some contrast
+        np.testing.assert_allclose(edges(x)[bright], edges(y)[bright], atol=0.3)
+    assert np.abs(a.astype(np.int16) - b).mean() < 3
+
+
+def test_pretext_windows_match_the_plan_and_pyav(coded):
+    plan = PretextPlan(coded.train, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=3)
+    dali = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2), 3))
+    pyav = list(itertools.islice(pyav_loader.pretext_batches(plan, 4, workers=0), 3))
+    flips = set()
+    for step, (batch, ref) in enumerate(zip(dali, pyav)):
+        assert batch.keys() == ref.keys()
+        assert batch["windows"].shape == (4, 20, 64, 64, 3) and batch["windows"].dtype == torch.uint8
+        keys = next(itertools.islice(stream_keys(plan.epoch_size, 4), step, None))
+        for b, (epoch, i) in enumerate(keys):
+            window, q = plan.sample(epoch, i)
+            frames = batch["windows"][b].numpy()
+            assert frame_ids(frames) == list(range(window.start, window.start + 20))
+            assert is_flipped(frames) == [window.flip] * 20
+            flips.add(window.flip)
+        for key in ("starts", "orders", "label", "video"):
+            assert batch[key].dtype == ref[key].dtype and torch.equal(batch[key], ref[key]), key
+        assert_same_frames(batch["windows"], ref["windows"])
+    assert flips == {True, False}
+
+
+def test_finetune_clips_match_the_plan_and_pyav(vp9):
+    plan = ClipPlan(vp9.train, D=8, geometry=GEOM, seed=5)
+    batch = next(dali_loader.clip_batches(plan, 6, workers=2))
+    ref = next(pyav_loader.clip_batches(plan, 6, workers=0))
+    assert batch["windows"].shape == (6, 8, 64, 64, 3)
+    for b, (epoch, i) in enumerate(next(stream_keys(plan.epoch_size, 6))):
+        window, label = plan.sample(epoch, i)
+        frames = batch["windows"][b].numpy()
+        assert frame_ids(frames) == list(range(window.start, window.start + 8))
+        assert is_flipped(frames) == [window.flip] * 8
+        assert int(batch["label"][b]) == label == vp9.train[window.video].label
+    assert torch.equal(batch["label"], ref["label"]) and torch.equal(batch["video"], ref["video"])
+    assert_same_frames(batch["windows"], ref["windows"])
+
+
+def test_evaluation_reads_every_non_overlapping_clip_in_order(coded):
+    # Videos of different lengths: more than one pipeline run, ragged batches.
+    videos = coded.test + coded.train
+    items = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2))
+    refs = list(pyav_loader.eval_video_batches(videos, 8, GEOM, workers=0))
+    assert [int(it["video"]) for it in items] == list(range(len(videos)))
+    for item, ref, video in zip(items, refs, videos):
+        starts = eval_clip_starts(video.frames, 8)
+        assert item["clips"].shape == (len(starts), 8, 64, 64, 3)
+        for clip, s in zip(item["clips"].numpy(), starts):
+            assert frame_ids(clip) == list(range(s, s + 8))
+            assert not any(is_flipped(clip))
+        assert int(item["label"]) == video.label == int(ref["label"])
+        assert_same_frames(item["clips"], ref["clips"])
+
+
+def test_a_held_batch_is_not_overwritten(vp9):
+    plan = PretextPlan(vp9.train, W=20, D=8, N=6, mode="ss", geometry=GEOM, seed=1)
+    batches = dali_loader.pretext_batches(plan, 3, workers=2, decoders=2)
+    held = next(batches)
+    ids = [frame_ids(w) for w in held["windows"].numpy()]
+    copy = held["windows"].clone()
+    later = list(itertools.islice(batches, 2 * dali_loader.PREFETCH * 2 + 1))  # every buffer cycles
+    assert any(frame_ids(b["windows"][0].numpy()) != ids[0] for b in later)  # they differ...
+    assert [frame_ids(w) for w in held["windows"].numpy()] == ids  # ...and the held one is intact
+    assert torch.equal(held["windows"], copy)
+
+
+def test_same_batches_whatever_the_decoders_and_threads(vp9):
+    plan = PretextPlan(vp9.train, W=20, D=8, N=6, mode="pb", geometry=GEOM, seed=11)
+    # 5 batches of 4 over 6 videos: crosses epochs, and pipeline 0 of 2 runs one more batch.
+    one = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=1, decoders=1), 5))
+    two = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, decoders=2), 5))
+    for x, y in zip(one, two):
+        for key in x:
+            assert torch.equal(x[key], y[key]), key
+    videos = vp9.test + vp9.train
+    a = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=1))
+    b = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=3))
+    assert len(a) == len(b) == len(videos)
+    for x, y in zip(a, b):
+        for key in x:
+            assert torch.equal(x[key], y[key]), key
+
+
+def test_resume_and_ranks_take_their_keys(vp9):
+    plan = ClipPlan(vp9.train, D=8, geometry=GEOM, seed=2)
+    full = list(itertools.islice(dali_loader.clip_batches(plan, 2, workers=2), 4))
+    resumed = list(itertools.islice(dali_loader.clip_batches(plan, 2, workers=2, start_step=2), 2))
+    for x, y in zip(full[2:], resumed):
+        assert torch.equal(x["windows"], y["windows"]) and torch.equal(x["video"], y["video"])
+    ranks = [next(dali_loader.clip_batches(plan, 3, workers=1, rank=r, world_size=2))["video"].tolist()
+             for r in range(2)]
+    assert sorted(ranks[0] + ranks[1]) == list(range(plan.epoch_size))
+
+
+# --------------------------------------------------------------------------- bad files
+
+@pytest.fixture(scope="module")
+def bad(vp9, tmp_path_factory):
+    """Good videos plus one of each kind of bad file, as index.csv would describe them."""
+    tmp = tmp_path_factory.mktemp("bad")
+    good = vp9.train[0]
+    h264 = tmp / "h264.mp4"
+    write_coded_video(h264, good.frames, codec="h264")
+    corrupt = tmp / "corrupt.webm"
+    corrupt.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    truncated = tmp / "truncated.webm"
+    data = open(good.path, "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+
+    def like(**kw):
+        return dataclasses.replace(good, **kw)
+
+    return {"good": list(vp9.train),
+            "h264": like(path=str(h264), codec="h264"),
+            "corrupt": like(path=str(corrupt)),
+            "missing": like(path=str(tmp / "missing.webm")),
+            "truncated": like(path=str(truncated)),
+            "short": vp9.train[1]}
+
+
+def test_validate_files_rejects_each_bad_file_with_its_reason(bad):
+    short = bad["short"]
+    videos = bad["good"] + [bad["h264"], bad["corrupt"], bad["missing"], bad["truncated"]]
+    reports = []
+    kept = dali_loader.validate_files(videos, device="cpu", min_frames=short.frames + 1, skip=True,
+                                      report=reports.append)
+    assert kept == [v for v in bad["good"] if v.frames > short.frames]
+    (text,) = reports
+    lines = {line.split(": ", 1)[0].strip(): line for line in text.splitlines()[1:]}
+    assert "codec h264" in lines[bad["h264"].path] and "CPU" in lines[bad["h264"].path]
+    assert "cannot be opened" in lines[bad["corrupt"].path]
+    assert "missing" in lines[bad["missing"].path]
+    assert "index.csv says" in lines[bad["truncated"].path]
+    assert f"needs at least {short.frames + 1}" in lines[short.path]
+
+
+def test_validate_files_refuses_without_skip_and_when_nothing_is_left(bad):
+    everything = bad["good"] + [bad["h264"], bad["missing"]]
+    assert dali_loader.validate_files(bad["good"], device="cpu", min_frames=20, skip=False) == bad["good"]
+    with pytest.raises(DatasetError, match="--skip-bad") as e:
+        dali_loader.validate_files(everything, device="cpu", min_frames=20, skip=False)
+    assert bad["h264"].path in str(e.value) and bad["missing"].path in str(e.value)
+    with pytest.raises(DatasetError, match="no usable videos left: all 3 were rejected"):
+        dali_loader.validate_files([bad["h264"], bad["corrupt"], bad["missing"]], device="cpu",
+                                   min_frames=20, skip=True, report=lambda _: None)
+
+
+def test_decode_errors_name_the_file(bad):
+    # Files that slipped past validation: DALI's own errors name no file, ours do.
+    plan = ClipPlan(bad["good"][:2] + [bad["h264"]], D=8, geometry=GEOM, seed=0)
+    with pytest.raises(DecodeError) as e:
+        list(itertools.islice(dali_loader.clip_batches(plan, 3, workers=2), 2))
+    assert bad["h264"].path in str(e.value) and "codec h264" in str(e.value)
+    assert bad["good"][0].path not in str(e.value)
+    with pytest.raises(DecodeError, match="truncated.webm: asked DALI for frames 0..39 and got"):
+        list(dali_loader.eval_video_batches([bad["truncated"]], 8, GEOM, workers=1))
+
+
+# --------------------------------------------------------------------------- NVDEC
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory):
+    return load_dataset(make_coded_dataset(tmp_path_factory.mktemp("h264"), codec="h264"))
+
+
+@pytest.mark.gpu
+def test_nvdec_windows_match_the_plan_on_the_gpu(h264):
+    assert dali_loader.validate_files(h264.train, device="cuda", min_frames=20, skip=False) == h264.train
+    plan = PretextPlan(h264.train, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=3)
+    batches = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, device="cuda"), 3))
+    refs = list(itertools.islice(pyav_loader.pretext_batches(plan, 4, workers=0), 3))
+    for step, (batch, ref) in enumerate(zip(batches, refs)):
+        assert all(t.is_cuda for t in batch.values())
+        keys = next(itertools.islice(stream_keys(plan.epoch_size, 4), step, None))
+        for b, (epoch, i) in enumerate(keys):
+            window, _ = plan.sample(epoch, i)
+            frames = batch["windows"][b].cpu().numpy()
+            assert frame_ids(frames) == list(range(window.start, window.start + 20))
+            assert is_flipped(frames) == [window.flip] * 20
+        for key in ("starts", "orders", "label", "video"):
+            assert torch.equal(batch[key].cpu(), ref[key]), key
+        assert_same_frames(batch["windows"], ref["windows"])
+
+
+@pytest.mark.gpu
+def test_nvdec_decoders_and_evaluation_on_the_gpu(h264):
+    plan = ClipPlan(h264.train, D=8, geometry=GEOM, seed=4)
+    one = list(itertools.islice(dali_loader.clip_batches(plan, 4, workers=2, device="cuda", decoders=1), 3))
+    two = list(itertools.islice(dali_loader.clip_batches(plan, 4, workers=2, device="cuda:0", decoders=2), 3))
+    for x, y in zip(one, two):
+        assert x["windows"].device == torch.device("cuda", 0)
+        for key in x:
+            assert torch.equal(x[key], y[key]), key
+    items = list(dali_loader.eval_video_batches(h264.test, 8, GEOM, workers=2, device="cuda", decoders=2))
+    for item, video in zip(items, h264.test):
+        assert item["clips"].is_cuda
+        starts = eval_clip_starts(video.frames, 8)
+        assert [frame_ids(c) for c in item["clips"].cpu().numpy()] == [list(range(s, s + 8)) for s in starts]
