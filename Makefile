@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 # A synthetic dataset (10 motion classes), RP pretraining, fine-tuning from it, evaluation.
 # About 4 minutes on a 2-core CPU; TensorBoard logs under $(DEMO)/runs.
 demo: $(VENV)/.installed
-	$(BIN)/fastssl synth $(DEMO)/data --size 128x96 --frames 32 --force
+	$(BIN)/fastssl synth $(DEMO)/data --size 128x96 --force
 	$(BIN)/fastssl pretrain --data $(DEMO)/data --mode rp --out $(DEMO)/runs/rp
 	$(BIN)/fastssl finetune --data $(DEMO)/data --init $(DEMO)/runs/rp/checkpoint.pt --out $(DEMO)/runs/rp-finetune
 	$(BIN)/fastssl evaluate --data $(DEMO)/data --checkpoint $(DEMO)/runs/rp-finetune/checkpoint.pt --out $(DEMO)/runs/rp-eval

@@ -12,7 +12,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["fastssl", "fastssl.data", "fastssl.models", "fastssl.train", "fastssl.kernels"],
+    packages=["fastssl", "fastssl.data", "fastssl.models", "fastssl.train", "fastssl.benchmarks",
+              "fastssl.kernels"],
     package_dir={"fastssl.kernels": "kernels"},
     install_requires=[
         # A range the CPU build satisfies: pip must not swap a user's torch for a CUDA build.
