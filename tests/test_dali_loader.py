@@ -6,6 +6,7 @@ CPU tests use VP9 and MJPEG (DALI's CPU decoder handles only VP8/VP9/MJPEG); the
 """
 import dataclasses
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -39,6 +40,12 @@ def coded(request):
     return request.getfixturevalue(request.param)
 
 
+@pytest.fixture(params=dali_loader.SOURCES)
+def source(request):
+    """Both window sources: the file_list reader (seeks) and whole files from memory."""
+    return request.param
+
+
 def edges(frames: np.ndarray) -> np.ndarray:
     """(T, 2) sub-pixel position of the crop's content: the width of the white quarter in the
     bottom half, and the height of the grey top half (measured where the bottom is black).
@@ -65,9 +72,9 @@ def assert_same_frames(dali: torch.Tensor, pyav: torch.Tensor):
     assert np.abs(a.astype(np.int16) - b).mean() < 3
 
 
-def test_pretext_windows_match_the_plan_and_pyav(coded):
+def test_pretext_windows_match_the_plan_and_pyav(coded, source):
     plan = PretextPlan(coded.train, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=3)
-    dali = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2), 3))
+    dali = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, source=source), 3))
     pyav = list(itertools.islice(pyav_loader.pretext_batches(plan, 4, workers=0), 3))
     flips = set()
     for step, (batch, ref) in enumerate(zip(dali, pyav)):
@@ -86,9 +93,9 @@ def test_pretext_windows_match_the_plan_and_pyav(coded):
     assert flips == {True, False}
 
 
-def test_finetune_clips_match_the_plan_and_pyav(vp9):
+def test_finetune_clips_match_the_plan_and_pyav(vp9, source):
     plan = ClipPlan(vp9.train, D=8, geometry=GEOM, seed=5)
-    batch = next(dali_loader.clip_batches(plan, 6, workers=2))
+    batch = next(dali_loader.clip_batches(plan, 6, workers=2, source=source))
     ref = next(pyav_loader.clip_batches(plan, 6, workers=0))
     assert batch["windows"].shape == (6, 8, 64, 64, 3)
     for b, (epoch, i) in enumerate(next(stream_keys(plan.epoch_size, 6))):
@@ -101,10 +108,15 @@ def test_finetune_clips_match_the_plan_and_pyav(vp9):
     assert_same_frames(batch["windows"], ref["windows"])
 
 
-def test_evaluation_reads_every_non_overlapping_clip_in_order(coded):
-    # Videos of different lengths: more than one pipeline run, ragged batches.
-    videos = coded.test + coded.train
-    items = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2))
+@pytest.mark.parametrize("which", ["same lengths", "mixed lengths"])
+def test_evaluation_reads_every_non_overlapping_clip_in_order(coded, which, source, monkeypatch):
+    # memory - same lengths: one dense batch; mixed: ragged batches, and a last run with fewer
+    # videos. reader: clips of one video span batches, and the last batch is short (padded).
+    monkeypatch.setattr(dali_loader, "EVAL_CLIPS_PER_BATCH", 4)
+    videos = coded.test if which == "same lengths" else coded.test + coded.train[:-1]
+    assert len(videos) % dali_loader.EVAL_VIDEOS_PER_RUN or which == "same lengths"
+    assert sum(len(eval_clip_starts(v.frames, 8)) for v in videos) % 4
+    items = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, source=source))
     refs = list(pyav_loader.eval_video_batches(videos, 8, GEOM, workers=0))
     assert [int(it["video"]) for it in items] == list(range(len(videos)))
     for item, ref, video in zip(items, refs, videos):
@@ -117,9 +129,10 @@ def test_evaluation_reads_every_non_overlapping_clip_in_order(coded):
         assert_same_frames(item["clips"], ref["clips"])
 
 
-def test_a_held_batch_is_not_overwritten(vp9):
+def test_a_held_batch_is_not_overwritten(vp9, source, monkeypatch):
+    monkeypatch.setattr(dali_loader, "CHUNK_BATCHES", 2)  # reader: pipelines retire meanwhile
     plan = PretextPlan(vp9.train, W=20, D=8, N=6, mode="ss", geometry=GEOM, seed=1)
-    batches = dali_loader.pretext_batches(plan, 3, workers=2, decoders=2)
+    batches = dali_loader.pretext_batches(plan, 3, workers=2, decoders=2, source=source)
     held = next(batches)
     ids = [frame_ids(w) for w in held["windows"].numpy()]
     copy = held["windows"].clone()
@@ -129,21 +142,29 @@ def test_a_held_batch_is_not_overwritten(vp9):
     assert torch.equal(held["windows"], copy)
 
 
-def test_same_batches_whatever_the_decoders_and_threads(vp9):
+def test_same_batches_whatever_the_decoders_and_threads(vp9, source):
     plan = PretextPlan(vp9.train, W=20, D=8, N=6, mode="pb", geometry=GEOM, seed=11)
     # 5 batches of 4 over 6 videos: crosses epochs, and pipeline 0 of 2 runs one more batch.
-    one = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=1, decoders=1), 5))
-    two = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, decoders=2), 5))
+    one = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=1, decoders=1, source=source), 5))
+    two = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, decoders=2, source=source), 5))
     for x, y in zip(one, two):
         for key in x:
             assert torch.equal(x[key], y[key]), key
     videos = vp9.test + vp9.train
-    a = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=1))
-    b = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=3))
+    a = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=1, source=source))
+    b = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=3, source=source))
     assert len(a) == len(b) == len(videos)
     for x, y in zip(a, b):
         for key in x:
             assert torch.equal(x[key], y[key]), key
+
+
+def test_selected_by_the_loaders_module(vp9):
+    from fastssl.data import loaders
+    videos = loaders.validate_files("dali", vp9.train, device="cpu", min_frames=20, skip=False)
+    plan = PretextPlan(videos, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=0)
+    batch = next(loaders.pretext_batches("dali", plan, 2, workers=1, device="cpu", decoders=2))
+    assert batch["windows"].shape == (2, 20, 64, 64, 3)
 
 
 def test_resume_and_ranks_take_their_keys(vp9):
@@ -155,6 +176,30 @@ def test_resume_and_ranks_take_their_keys(vp9):
     ranks = [next(dali_loader.clip_batches(plan, 3, workers=1, rank=r, world_size=2))["video"].tolist()
              for r in range(2)]
     assert sorted(ranks[0] + ranks[1]) == list(range(plan.epoch_size))
+
+
+def dali_threads() -> list[str]:
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:  # the thread ended meanwhile
+            pass
+    return [n for n in names if "DALI" in n]
+
+
+def test_streams_leave_no_threads_behind(vp9):
+    # DALI threads alive when the process forks (PyAV DataLoader workers, later tests) deadlock
+    # the children: a closed, dropped or failed stream must have joined them.
+    plan = PretextPlan(vp9.train, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=0)
+    batches = dali_loader.pretext_batches(plan, 2, workers=2, decoders=2)
+    next(batches)
+    assert dali_threads()
+    batches.close()
+    assert dali_threads() == []
+    next(dali_loader.pretext_batches(plan, 2, workers=2))  # dropped without close
+    assert dali_threads() == []
 
 
 # --------------------------------------------------------------------------- bad files
@@ -210,15 +255,102 @@ def test_validate_files_refuses_without_skip_and_when_nothing_is_left(bad):
                                    min_frames=20, skip=True, report=lambda _: None)
 
 
-def test_decode_errors_name_the_file(bad):
-    # Files that slipped past validation: DALI's own errors name no file, ours do.
+def test_decode_errors_name_the_file(bad, source):
+    # Files that slipped past validation: DALI's own errors name no file, ours do. (The reader
+    # drops the H.264 file with only a warning; the memory decoder fails on it.)
     plan = ClipPlan(bad["good"][:2] + [bad["h264"]], D=8, geometry=GEOM, seed=0)
     with pytest.raises(DecodeError) as e:
-        list(itertools.islice(dali_loader.clip_batches(plan, 3, workers=2), 2))
+        list(itertools.islice(dali_loader.clip_batches(plan, 3, workers=2, source=source), 2))
     assert bad["h264"].path in str(e.value) and "codec h264" in str(e.value)
     assert bad["good"][0].path not in str(e.value)
-    with pytest.raises(DecodeError, match="truncated.webm: asked DALI for frames 0..39 and got"):
-        list(dali_loader.eval_video_batches([bad["truncated"]], 8, GEOM, workers=1))
+    # memory: one 40-frame sequence comes back short; reader: clips past the real end fail.
+    short = {"memory": r"truncated.webm: asked DALI for frames 0..39 and got",
+             "reader": r"truncated.webm \(frames 16..23\): .*out of bounds.*index.csv says 40"}[source]
+    with pytest.raises(DecodeError, match=short):
+        list(dali_loader.eval_video_batches([bad["truncated"]], 8, GEOM, workers=1, source=source))
+    missing = {"memory": "missing.webm: cannot read", "reader": "missing.webm: file is missing"}[source]
+    with pytest.raises(DecodeError, match=missing):
+        next(dali_loader.eval_video_batches([bad["missing"]], 8, GEOM, workers=1, source=source))
+    assert dali_threads() == []  # failed streams and the per-file diagnosis are cleaned up
+
+
+# --------------------------------------------------------------------------- the reader source
+
+def test_reader_batches_equal_memory_batches_across_chunks(vp9, monkeypatch):
+    # Chunks of 2 batches (pipelines rebuilt 3 times per decoder), epochs crossed, a resumed
+    # stream, evaluation clips spanning batches: the same bytes as the memory source.
+    monkeypatch.setattr(dali_loader, "CHUNK_BATCHES", 2)
+    monkeypatch.setattr(dali_loader, "EVAL_CLIPS_PER_BATCH", 3)
+    plan = PretextPlan(vp9.train, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=7)
+    memory = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, source="memory"), 7))
+    for decoders, start in [(1, 0), (2, 0), (1, 1)]:
+        reader = dali_loader.pretext_batches(plan, 4, workers=2, decoders=decoders, start_step=start,
+                                             source="reader")
+        for x, y in zip(memory[start:], itertools.islice(reader, 7 - start)):
+            for key in x:
+                assert torch.equal(x[key], y[key]), (decoders, start, key)
+    videos = vp9.test + vp9.train
+    a = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, source="memory"))
+    b = list(dali_loader.eval_video_batches(videos, 8, GEOM, workers=2, decoders=2, source="reader"))
+    assert len(a) == len(b) == len(videos)
+    for x, y in zip(a, b):
+        for key in x:
+            assert torch.equal(x[key], y[key]), key
+
+
+def test_reader_names_files_it_dropped(bad):
+    # DALI drops a file it cannot open with only a warning: the entry count gives it away at
+    # build time, and each file of the chunk is probed to name the culprit.
+    plan = ClipPlan(bad["good"][:2] + [bad["corrupt"]], D=8, geometry=GEOM, seed=0)  # chunk: 64 x 3
+    with pytest.raises(DecodeError, match=r"kept 128 of the 192 file_list entries") as e:
+        next(dali_loader.clip_batches(plan, 3, workers=1, source="reader"))
+    assert f"{bad['corrupt'].path}: cannot be opened" in str(e.value)
+    assert bad["good"][0].path not in str(e.value)
+    # Files that probe fine are asked about one by one (a one-line reader each).
+    window = plan.sample(0, 0)[0]
+    assert dali_loader._reader_refuses(bad["good"][0].path, window, None) is None
+    assert "drops it" in dali_loader._reader_refuses(bad["corrupt"].path, window, None)
+
+
+def test_reader_alignment_check_catches_a_drop_the_count_missed(bad, monkeypatch):
+    # Were the entry count fooled, every batch's labels (= sample positions) and first frames
+    # are still checked against the plan: a silently skipped entry names its file.
+    from nvidia.dali import Pipeline
+
+    class Anything:
+        def __eq__(self, other):
+            return True
+
+        def __ne__(self, other):
+            return False
+
+    monkeypatch.setattr(Pipeline, "reader_meta", lambda self, name=None: {"epoch_size": Anything()})
+    plan = ClipPlan(bad["good"][:2] + [bad["missing"]], D=8, geometry=GEOM, seed=0)
+    with pytest.raises(DecodeError, match="out of step with the sampler") as e:
+        list(itertools.islice(dali_loader.clip_batches(plan, 3, workers=1, source="reader"), 3))
+    assert f"{bad['missing'].path}: DALI's video reader" in str(e.value) and "skipped" in str(e.value)
+    assert dali_threads() == []
+
+
+def test_reader_reads_paths_with_spaces(vp9, tmp_path):
+    # DALI's file_list splits at whitespace: such paths go through a symlink.
+    import shutil
+    spaced = tmp_path / "a folder" / "my video.webm"
+    spaced.parent.mkdir()
+    shutil.copy(vp9.train[0].path, spaced)
+    videos = [dataclasses.replace(vp9.train[0], path=str(spaced))] + list(vp9.train[1:2])
+    plan = ClipPlan(videos, D=8, geometry=GEOM, seed=1)
+    batch = next(dali_loader.clip_batches(plan, 2, workers=1, source="reader"))
+    for b, (epoch, i) in enumerate(next(stream_keys(plan.epoch_size, 2))):
+        window, _ = plan.sample(epoch, i)
+        assert frame_ids(batch["windows"][b].numpy()) == list(range(window.start, window.start + 8))
+
+
+def test_unknown_source_is_refused(vp9):
+    plan = ClipPlan(vp9.train, D=8, geometry=GEOM, seed=1)
+    with pytest.raises(ValueError, match="unknown DALI window source 'disk'"):
+        dali_loader.clip_batches(plan, 2, source="disk")
+    assert dali_loader.SOURCE in dali_loader.SOURCES
 
 
 # --------------------------------------------------------------------------- NVDEC
@@ -229,10 +361,10 @@ def h264(tmp_path_factory):
 
 
 @pytest.mark.gpu
-def test_nvdec_windows_match_the_plan_on_the_gpu(h264):
+def test_nvdec_windows_match_the_plan_on_the_gpu(h264, source):
     assert dali_loader.validate_files(h264.train, device="cuda", min_frames=20, skip=False) == h264.train
     plan = PretextPlan(h264.train, W=20, D=8, N=6, mode="rp", geometry=GEOM, seed=3)
-    batches = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, device="cuda"), 3))
+    batches = list(itertools.islice(dali_loader.pretext_batches(plan, 4, workers=2, device="cuda", source=source), 3))
     refs = list(itertools.islice(pyav_loader.pretext_batches(plan, 4, workers=0), 3))
     for step, (batch, ref) in enumerate(zip(batches, refs)):
         assert all(t.is_cuda for t in batch.values())
@@ -248,15 +380,18 @@ def test_nvdec_windows_match_the_plan_on_the_gpu(h264):
 
 
 @pytest.mark.gpu
-def test_nvdec_decoders_and_evaluation_on_the_gpu(h264):
+def test_nvdec_decoders_and_evaluation_on_the_gpu(h264, source):
     plan = ClipPlan(h264.train, D=8, geometry=GEOM, seed=4)
-    one = list(itertools.islice(dali_loader.clip_batches(plan, 4, workers=2, device="cuda", decoders=1), 3))
-    two = list(itertools.islice(dali_loader.clip_batches(plan, 4, workers=2, device="cuda:0", decoders=2), 3))
+    one = list(itertools.islice(dali_loader.clip_batches(plan, 4, workers=2, device="cuda", decoders=1,
+                                                         source=source), 3))
+    two = list(itertools.islice(dali_loader.clip_batches(plan, 4, workers=2, device="cuda:0", decoders=2,
+                                                         source=source), 3))
     for x, y in zip(one, two):
         assert x["windows"].device == torch.device("cuda", 0)
         for key in x:
             assert torch.equal(x[key], y[key]), key
-    items = list(dali_loader.eval_video_batches(h264.test, 8, GEOM, workers=2, device="cuda", decoders=2))
+    items = list(dali_loader.eval_video_batches(h264.test, 8, GEOM, workers=2, device="cuda", decoders=2,
+                                                source=source))
     for item, video in zip(items, h264.test):
         assert item["clips"].is_cuda
         starts = eval_clip_starts(video.frames, 8)
