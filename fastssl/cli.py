@@ -306,5 +306,9 @@ def evaluate(checkpoint, **kw):
     click.echo(f"results: {os.path.join(cfg.out, 'eval.json')}")
 
 
+from fastssl.cli_bench import bench  # noqa: E402  (its own module: the bench has many options)
+
+main.add_command(bench)
+
 if __name__ == "__main__":
     main()

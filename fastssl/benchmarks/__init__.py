@@ -7,11 +7,18 @@ Modules, one concern each:
     stats.py          timing loop (warm-up, then samples until a time target) and median/spread
     machine.py        what the numbers were measured on (CPU, GPU, driver, library versions)
     baseline.py       the loader people write today (PyAV + to_ndarray + CPU float clips)
-    components.py     one function per measured component (loader, model, e2e, op, peers, profile)
-    run_component.py  runs one component in a fresh process and prints its JSON (peak RSS per
-                      component needs a process of its own: ru_maxrss only ever grows)
-    runner.py         the synthetic dataset, the subprocesses under a time budget, the ratios,
-                      the table and the JSON file
+    components.py     the registry: component name -> function(spec) -> result
+    common.py         what components share (config from a spec, sync, timed loop, plan, inputs)
+    loader_bench.py   loader-only: questions/s of each loader, clip builder included
+    training.py       model-only (training steps on device tensors) and end-to-end (the real loops)
+    op_bench.py       the clip-builder op against the device's copy bandwidth
+    decoding.py       peer decoders on the same windows; the per-question profile of both CPU paths
+    isolation.py      each component in a process of its own (forkserver), killed past its time
+    run_component.py  runs one component in a process of its own and reports its JSON (peak RSS
+                      per component needs a process of its own: ru_maxrss only ever grows)
+    runner.py         the synthetic dataset, the component processes under a time budget, the
+                      ratios and the JSON file
+    report.py         the printed table
 
 Nothing here imports click; the command is `fastssl/cli_bench.py`.
 """

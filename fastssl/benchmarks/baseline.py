@@ -89,6 +89,9 @@ class BaselineQuestions(Dataset):
                 "label": torch.tensor(q.label), "video": torch.tensor(window.video)}
 
 
+PREFETCH = 2  # DataLoader's default prefetch_factor: what people get when they do not set it
+
+
 def pretext_batches(plan: PretextPlan, batch_size: int, *, workers: int, device: str,
                     mean: Sequence[float], std: Sequence[float], start_step: int = 0) -> Iterator[dict]:
     """Endless batches: clips float32 (B, N, 3, D, s, s), label (B,), video (B,), on the host
@@ -97,7 +100,7 @@ def pretext_batches(plan: PretextPlan, batch_size: int, *, workers: int, device:
     keys = stream_keys(plan.epoch_size, batch_size, start_step)
     return iter(DataLoader(BaselineQuestions(plan, mean, std), batch_sampler=keys, num_workers=workers,
                            pin_memory=device.startswith("cuda"),
-                           prefetch_factor=4 if workers else None))
+                           prefetch_factor=PREFETCH if workers else None))
 
 
 def to_device(batch: dict, device: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -45,6 +45,9 @@ def run(name: str, spec: dict) -> dict:
         spec["_deadline"] = t0 + float(spec["deadline_s"])
     if name not in COMPONENTS:
         raise SystemExit(f"unknown component {name!r}; choose from {sorted(COMPONENTS)}")
+    if spec.get("main_threads"):
+        import torch
+        torch.set_num_threads(int(spec["main_threads"]))
     try:
         result = COMPONENTS[name](spec)
         result["status"] = "ok"
@@ -56,6 +59,7 @@ def run(name: str, spec: dict) -> dict:
     result["peak_rss_mb"] = _peak_rss_mb(resource.RUSAGE_SELF)
     result["peak_rss_children_mb"] = _peak_rss_mb(resource.RUSAGE_CHILDREN)  # largest reaped worker
     result.update(_device_memory())
+    result["load_average_1min"] = round(os.getloadavg()[0], 2)  # others' work skews timings
     return result
 
 

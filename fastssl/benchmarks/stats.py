@@ -51,6 +51,7 @@ def rate_stats(samples: Sequence[tuple[float, float]], unit: str, scale: float =
     total_t = sum(dt for dt, _ in samples)
     out["aggregate"] = scale * sum(i for _, i in samples) / total_t if total_t > 0 else None
     out["seconds_measured"] = total_t
+    out["samples"] = [round(r, 6) for r in rates]
     return out
 
 
