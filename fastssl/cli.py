@@ -290,8 +290,12 @@ def evaluate(checkpoint, **kw):
         raise click.BadParameter(str(e), param_hint="--checkpoint") from None
     from fastssl.config import Config
     saved = Config.load_json(state["config"])
-    for key in ("preset", "size", "width", "D"):  # the model's geometry is the checkpoint's
-        kw[key] = kw.get(key) or None
+    # The model's geometry and training length are the checkpoint's: refuse to pretend otherwise.
+    for key, flag in (("size", "--size"), ("width", "--width"), ("D", "--clip-length"),
+                      ("steps", "--steps"), ("epochs", "--epochs")):
+        if kw.get(key) is not None:
+            raise click.BadParameter(f"evaluate takes this from the checkpoint "
+                                     f"({key}={getattr(saved, key)}); leave it out", param_hint=flag)
     kw["preset"] = kw["preset"] or saved.preset
     kw["size"], kw["width"], kw["D"] = saved.size, saved.width, saved.D
     cfg, dataset = _build_config("evaluate", resize=tuple(saved.resize), **kw)

@@ -90,3 +90,11 @@ def test_synth_refuses_to_overwrite_without_force(tmp_path):
     again = run(*args)
     assert again.exit_code == 2 and "--force" in again.output
     assert run(*args, "--force").exit_code == 0
+
+
+def test_evaluate_refuses_model_settings_it_takes_from_the_checkpoint(data, tmp_path):
+    run("pretrain", "--data", data, "--out", tmp_path / "p", "--device", "cpu", "--steps", "1",
+        "--batch-size", "2", "--workers", "0")
+    result = run("evaluate", "--data", data, "--checkpoint", tmp_path / "p" / "checkpoint.pt",
+                 "--device", "cpu", "--width", "0.5")
+    assert result.exit_code == 2 and "from the checkpoint" in result.output
