@@ -75,7 +75,7 @@ def run_options(command):
 
 
 def _build_config(command: str, *, data, out, preset, device, precision, workers, loader,
-                  skip_bad, **overrides):
+                  skip_bad, windows_for_test=None, **overrides):
     """Validate everything, load the dataset, return (Config, VideoDataset). Usage errors only."""
     from fastssl.config import default_preset, resolve
     from fastssl.data.dataset import DatasetError, check_videos, load_dataset
@@ -100,6 +100,11 @@ def _build_config(command: str, *, data, out, preset, device, precision, workers
     cfg = resolve(preset, command, data=os.path.abspath(data), out=out, device=device,
                   precision=precision, workers=workers, loader=loader, **overrides)
 
+    if command in ("pretrain", "finetune") and cfg.batch_size < 2:
+        raise click.BadParameter(f"{cfg.batch_size}: training needs at least 2 per batch "
+                                 "(BatchNorm statistics need more than one value)", param_hint="--batch-size")
+    if overrides.get("steps") is not None and overrides.get("epochs") is not None:
+        raise click.UsageError("give --steps or --epochs, not both")
     if cfg.D < MIN_FRAMES:
         raise click.BadParameter(f"D={cfg.D}: 3D-AlexNet pools time three times, so clips need "
                                  f"at least {MIN_FRAMES} frames", param_hint="--clip-length")
@@ -115,7 +120,10 @@ def _build_config(command: str, *, data, out, preset, device, precision, workers
         dataset = load_dataset(data)
         need = cfg.W if command == "pretrain" else cfg.D
         train = check_videos(dataset.train, need, skip=skip_bad, what=f"{command} (train split)", report=click.echo)
-        min_test = cfg.W if command in ("pretrain", "evaluate") else cfg.D
+        # Pretext questions need W-frame windows; classification clips need D frames.
+        if windows_for_test is None:
+            windows_for_test = command == "pretrain"
+        min_test = cfg.W if windows_for_test else cfg.D
         test = check_videos(dataset.test, min_test, skip=skip_bad, what=f"{command} (test split)", report=click.echo)
         train = validate_files(cfg.loader, train, device=cfg.device, min_frames=need, skip=skip_bad,
                                report=click.echo)
@@ -265,6 +273,14 @@ def finetune(resize, init, **kw):
             raise click.BadParameter(f"{init}: needs a pretext checkpoint (from `fastssl pretrain`), "
                                      f"this one is {kind!r}", param_hint="--init")
     cfg, dataset = _build_config("finetune", resize=_parse_resize(resize), init=init, **kw)
+    if init is not None:
+        from fastssl.config import Config
+        saved = Config.load_json(load_checkpoint(init)["config"])
+        mismatch = [f"{k}={getattr(saved, k)} (here {getattr(cfg, k)})" for k in ("width", "size", "D")
+                    if getattr(saved, k) != getattr(cfg, k)]
+        if mismatch:
+            raise click.BadParameter(f"{init} was trained with {', '.join(mismatch)}; pass "
+                                     f"--preset {saved.preset} or the same sizes", param_hint="--init")
     if init is None:
         click.echo("no --init: training from scratch")
     result = run(cfg, dataset)
@@ -297,6 +313,8 @@ def evaluate(checkpoint, **kw):
             raise click.BadParameter(f"evaluate takes this from the checkpoint "
                                      f"({key}={getattr(saved, key)}); leave it out", param_hint=flag)
     kw["preset"] = kw["preset"] or saved.preset
+    kw["W"], kw["N"], kw["mode"] = saved.W, saved.N, saved.mode
+    kw["windows_for_test"] = state.get("kind") == "pretext"
     kw["size"], kw["width"], kw["D"] = saved.size, saved.width, saved.D
     cfg, dataset = _build_config("evaluate", resize=tuple(saved.resize), **kw)
     result = run(checkpoint, cfg, dataset)

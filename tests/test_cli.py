@@ -98,3 +98,29 @@ def test_evaluate_refuses_model_settings_it_takes_from_the_checkpoint(data, tmp_
     result = run("evaluate", "--data", data, "--checkpoint", tmp_path / "p" / "checkpoint.pt",
                  "--device", "cpu", "--width", "0.5")
     assert result.exit_code == 2 and "from the checkpoint" in result.output
+
+
+def test_training_refuses_batch_size_one_and_steps_with_epochs(data, tmp_path):
+    result = run("pretrain", "--data", data, "--device", "cpu", "--batch-size", "1")
+    assert result.exit_code == 2 and "at least 2 per batch" in result.output
+    result = run("finetune", "--data", data, "--device", "cpu", "--steps", "3", "--epochs", "1")
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+def test_evaluate_takes_window_and_clip_counts_from_the_checkpoint(data, tmp_path):
+    # a pretext run on 12-frame windows must be evaluable on videos shorter than the default W=20
+    run("pretrain", "--data", data, "--out", tmp_path / "p", "--device", "cpu", "--steps", "1",
+        "--batch-size", "2", "--workers", "0", "--window", "12", "--clips", "3")
+    result = run("evaluate", "--data", data, "--checkpoint", tmp_path / "p" / "checkpoint.pt",
+                 "--device", "cpu", "--workers", "0", "--out", tmp_path / "e")
+    assert result.exit_code == 0, result.output
+    assert "chance 0.333" in result.output
+
+
+def test_finetune_refuses_an_init_of_another_size(data, tmp_path):
+    run("pretrain", "--data", data, "--out", tmp_path / "p", "--device", "cpu", "--steps", "1",
+        "--batch-size", "2", "--workers", "0", "--width", "0.5")
+    result = run("finetune", "--data", data, "--device", "cpu", "--init", tmp_path / "p" / "checkpoint.pt",
+                 "--out", tmp_path / "f")
+    assert result.exit_code == 2 and "width=0.5 (here 0.25)" in result.output
+    assert not (tmp_path / "f").exists()

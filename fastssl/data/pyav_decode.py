@@ -46,6 +46,8 @@ class WindowDecoder:
     def decode(self, path: str, start: int, length: int, *, fps: float,
                resize: tuple[int, int] | None = None) -> np.ndarray:
         """Frames [start, start+length) of `path`, optionally resized to `resize` = (h, w)."""
+        if length < 1:
+            raise DecodeError(f"{path}: asked for {length} frames from frame {start}")
         container = self._container(path)
         stream = container.streams.video[0]
         # Frame index <-> pts: our files have pts = index in a 1/fps clock, whatever time base
@@ -75,7 +77,9 @@ class WindowDecoder:
                 if got == length:
                     return out
         except av.error.FFmpegError as e:
-            self._open.pop(path, None)
+            broken = self._open.pop(path, None)
+            if broken is not None:
+                broken.close()
             raise DecodeError(f"{path}: decoding frames {start}..{start + length - 1} failed: {e}") from None
         raise DecodeError(f"{path}: asked for frames {start}..{start + length - 1} "
                           f"but the file ends after {start + got} frames")

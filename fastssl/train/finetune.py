@@ -62,6 +62,7 @@ def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
     optimizer = torch.optim.Adam([{**g, "lr": g["base_lr"]} for g in groups])
     batches = loaders.clip_batches(cfg.loader, plan, cfg.batch_size, workers=cfg.workers, device=cfg.device,
                                    decoders=cfg.decoders)
+    scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")
     log = RunLog(run_dir)
     timer = StepTimer(cfg.device)
     loss_sum = torch.zeros((), device=cfg.device)
@@ -82,8 +83,9 @@ def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # fp16 needs loss scaling; a no-op otherwise
+        scaler.step(optimizer)
+        scaler.update()
 
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -102,5 +104,6 @@ def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == total:
             save_checkpoint(run_dir / "checkpoint.pt", kind="classifier", model=model, cfg=cfg,
                             step=step + 1, optimizer=optimizer, classes="\n".join(dataset.classes))
+    del batches  # shut the loader's workers down now, not at garbage collection
     log.close()
     return {"steps": total, "checkpoint": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir)}

@@ -63,6 +63,7 @@ def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batches = loaders.pretext_batches(cfg.loader, plan, cfg.batch_size, workers=cfg.workers,
                                       device=cfg.device, decoders=cfg.decoders)
+    scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")
     log = RunLog(run_dir)
     timer = StepTimer(cfg.device)
     loss_sum = torch.zeros((), device=cfg.device)
@@ -80,8 +81,9 @@ def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> di
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()  # fp16 needs loss scaling; a no-op otherwise
+        scaler.step(optimizer)
+        scaler.update()
 
         loss_sum += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
