@@ -74,7 +74,8 @@ class RunLog:
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tb = SummaryWriter(str(self.dir / "tb"))
-        self._jsonl = open(self.dir / "metrics.jsonl", "a")
+        # A new run in the same folder starts a new log (its checkpoint is replaced too).
+        self._jsonl = open(self.dir / "metrics.jsonl", "w")
 
     def log(self, step: int, **scalars) -> None:
         for name, value in scalars.items():
