@@ -39,6 +39,12 @@ PRESETS = {
 }
 
 
+# Settings of a run that are not part of the model: a checkpoint evaluated or reused on another
+# machine takes these from the caller, everything else from the checkpoint.
+RUNTIME_KEYS = ("device", "precision", "loader", "workers", "decoders", "batch_size", "data",
+                "eval_questions")
+
+
 def default_preset(device: str) -> str:
     return "paper" if device.startswith("cuda") else "tiny"
 

@@ -62,23 +62,30 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(n)
 
 
-class PretextPlan:
-    """One pretext epoch visits every video once, with one random window and one question."""
+class _EpochPlan:
+    """An epoch visits every video once, in an order drawn from (seed, epoch)."""
 
-    def __init__(self, videos: Sequence[Video], *, W: int, D: int, N: int, mode: str,
-                 geometry: Geometry, seed: int, train: bool = True):
-        self.videos, self.W, self.D, self.N, self.mode = videos, W, D, N, mode
-        self.geometry, self.seed, self.train = geometry, seed, train
-        self._orders: dict[int, np.ndarray] = {}
+    videos: Sequence[Video]
+    seed: int
 
     @property
     def epoch_size(self) -> int:
         return len(self.videos)
 
     def video_index(self, epoch: int, i: int) -> int:
-        if epoch not in self._orders:
-            self._orders = {epoch: epoch_order(self.seed, epoch, len(self.videos))}
-        return int(self._orders[epoch][i])
+        cached = getattr(self, "_order", None)
+        if cached is None or cached[0] != epoch:  # keep only the current epoch's order
+            cached = self._order = (epoch, epoch_order(self.seed, epoch, len(self.videos)))
+        return int(cached[1][i])
+
+
+class PretextPlan(_EpochPlan):
+    """One pretext epoch visits every video once, with one random window and one question."""
+
+    def __init__(self, videos: Sequence[Video], *, W: int, D: int, N: int, mode: str,
+                 geometry: Geometry, seed: int, train: bool = True):
+        self.videos, self.W, self.D, self.N, self.mode = videos, W, D, N, mode
+        self.geometry, self.seed, self.train = geometry, seed, train
 
     def sample(self, epoch: int, i: int) -> tuple[Window, Questions]:
         v = self.video_index(epoch, i)
@@ -90,18 +97,11 @@ class PretextPlan:
         return window, Questions(q.starts[0], q.orders[0], q.label[0])
 
 
-class ClipPlan:
+class ClipPlan(_EpochPlan):
     """Fine-tuning: one epoch visits every video once, one random D-frame clip each."""
 
     def __init__(self, videos: Sequence[Video], *, D: int, geometry: Geometry, seed: int):
         self.videos, self.D, self.geometry, self.seed = videos, D, geometry, seed
-        self._orders: dict[int, np.ndarray] = {}
-
-    @property
-    def epoch_size(self) -> int:
-        return len(self.videos)
-
-    video_index = PretextPlan.video_index
 
     def sample(self, epoch: int, i: int) -> tuple[Window, int]:
         v = self.video_index(epoch, i)

@@ -12,15 +12,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from fastssl.config import Config
+from fastssl.config import RUNTIME_KEYS, Config
 from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.train.common import autocast, load_checkpoint
 from fastssl.train.finetune import build_classifier, single_clips
 from fastssl.train.pretrain import evaluate_pretext, geometry, load_pretext_model
-
-RUNTIME_KEYS = ("device", "precision", "loader", "workers", "batch_size", "data", "eval_questions")
-
 
 @torch.no_grad()
 def evaluate_classifier(model, cfg: Config, dataset: VideoDataset, *, progress: bool = True) -> dict:

@@ -15,7 +15,7 @@ from fastssl.config import Config
 from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.data.sampling import ClipPlan
-from fastssl.kernels import build_clips
+from fastssl.kernels import build_clips, identity_orders
 from fastssl.models import AlexNet3D
 from fastssl.train.common import (RunLog, StepTimer, autocast, input_dtype, load_checkpoint,
                                   lr_factor, prepare_run_dir, save_checkpoint, seed_everything)
@@ -30,8 +30,7 @@ def build_classifier(cfg: Config, num_classes: int) -> AlexNet3D:
 def single_clips(windows: torch.Tensor, cfg: Config) -> torch.Tensor:
     """uint8 (B, D, s, s, 3) -> normalized (B, C, D, s, s): the clip builder with N=1, identity order."""
     B, D = windows.shape[:2]
-    starts = torch.zeros(B, 1, dtype=torch.long, device=windows.device)
-    orders = torch.arange(D, device=windows.device).expand(B, 1, D).contiguous()
+    starts, orders = identity_orders(B, D, windows.device)
     return build_clips(windows, starts, orders, mean=cfg.mean, std=cfg.std, dtype=input_dtype(cfg))
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fastssl.config import Config
+from fastssl.config import RUNTIME_KEYS, Config
 from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.data.sampling import Geometry, PretextPlan
@@ -139,7 +139,7 @@ def load_pretext_model(path: str | Path, cfg: Config | None = None) -> tuple[Sia
         raise ValueError(f"{path}: is a {state.get('kind')!r} checkpoint, not a pretext one")
     saved = Config.load_json(state["config"])
     if cfg is not None:  # runtime settings (device, loader, workers, data) come from the caller
-        for key in ("device", "precision", "loader", "workers", "batch_size", "data", "eval_questions"):
+        for key in RUNTIME_KEYS:
             setattr(saved, key, getattr(cfg, key))
     model = build_siamese(saved)
     model.load_state_dict(state["model"])
