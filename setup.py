@@ -3,7 +3,7 @@
 `fastssl.kernels` lives in the top-level `kernels/` folder and is mapped in with package_dir;
 nothing here installs a top-level module named `kernels` (a different PyPI project owns it).
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="fastssl",
@@ -12,8 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["fastssl", "fastssl.data", "fastssl.models", "fastssl.train", "fastssl.benchmarks",
-              "fastssl.kernels"],
+    packages=find_packages(include=["fastssl", "fastssl.*"]) + ["fastssl.kernels"],
     package_dir={"fastssl.kernels": "kernels"},
     install_requires=[
         # A range the CPU build satisfies: pip must not swap a user's torch for a CUDA build.

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 PRESETS = {
@@ -42,7 +43,7 @@ PRESETS = {
 # Settings of a run that are not part of the model: a checkpoint evaluated or reused on another
 # machine takes these from the caller, everything else from the checkpoint.
 RUNTIME_KEYS = ("device", "precision", "loader", "workers", "decoders", "batch_size", "data",
-                "eval_questions")
+                "eval_questions", "out")
 
 
 def default_preset(device: str) -> str:
@@ -76,7 +77,7 @@ class Config:
     lr_conv: float = 1e-4
     warmup: float = 0.02
     init: str | None = None             # finetune: pretext checkpoint (None = scratch)
-    checkpoint: str | None = None       # evaluate: checkpoint to evaluate
+    split: int = 1                      # which train/test split lists (UCF101/HMDB51 have 1-3)
     # runtime
     seed: int = 0
     device: str = "cpu"
@@ -86,11 +87,22 @@ class Config:
     decoders: int = 1                   # DALI: video pipelines per GPU (one per NVDEC engine)
     log_every: int = 10
     ckpt_every: int = 500
+    eval_every: int = 100               # finetune: held-out clip accuracy every this many steps (0 = off)
     eval_questions: int = 4            # held-out questions per test video (pretext evaluation)
     mean: tuple = (114.8, 107.7, 99.4)  # 0-255 units (Kinetics/UCF101 statistics used by C3D ports)
     std: tuple = (58.4, 57.1, 57.4)
     version: str = ""
-    extra: dict = field(default_factory=dict)
+
+    def geometry(self):
+        """How frames are scaled and cropped for the model (the plans and loaders take this)."""
+        from fastssl.data.sampling import Geometry
+        return Geometry(resize=tuple(self.resize), size=self.size)
+
+    def total_steps(self, epoch_size: int) -> int:
+        """--steps, or --epochs passes over `epoch_size` samples in batches of batch_size."""
+        if self.epochs is not None:
+            return max(1, math.ceil(self.epochs * epoch_size / self.batch_size))
+        return self.steps
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -19,9 +19,17 @@ def run(*args):
 
 def test_version_and_help():
     assert __version__ in run("--version").output
-    for command in ("synth", "pretrain", "finetune", "evaluate"):
+    for command in ("synth", "pretrain", "finetune", "evaluate", "bench"):
         result = run(command, "--help")
-        assert result.exit_code == 0 and "--" in result.output
+        assert result.exit_code == 0 and result.output.startswith("Usage: main " + command)
+
+
+def test_evaluate_help_shows_only_what_it_takes():
+    text = run("evaluate", "--help").output
+    for taken in ("--checkpoint", "--data", "--out", "--force", "--batch-size", "--device", "--loader"):
+        assert taken in text
+    for refused in ("--steps", "--epochs", "--size", "--width", "--preset", "--clip-length", "--split"):
+        assert refused not in text, refused
 
 
 @pytest.mark.parametrize("args,message", [
@@ -73,7 +81,13 @@ def test_evaluate_needs_a_real_checkpoint(data, tmp_path):
     bogus = tmp_path / "bogus.pt"
     bogus.write_bytes(b"not a checkpoint")
     result = run("evaluate", "--data", data, "--checkpoint", bogus, "--device", "cpu")
-    assert result.exit_code == 2 and "bogus.pt: not a readable fastssl checkpoint" in result.output
+    assert result.exit_code == 2 and "bogus.pt: is a text file (first line: 'not a checkpoint')" in result.output
+    binary = tmp_path / "noise.pt"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = run("evaluate", "--data", data, "--checkpoint", binary, "--device", "cpu")
+    assert result.exit_code == 2 and "noise.pt: is 1024 bytes of binary data" in result.output
+    missing = run("evaluate", "--data", data, "--checkpoint", tmp_path / "nope.pt", "--device", "cpu")
+    assert missing.exit_code == 2 and "nope.pt: checkpoint not found" in missing.output
 
 
 def test_synth_refuses_bad_values(tmp_path):
@@ -88,16 +102,42 @@ def test_synth_refuses_to_overwrite_without_force(tmp_path):
     args = ["synth", out, "--classes", "2", "--videos-per-class", "2", "--frames", "4", "--size", "32x32"]
     assert run(*args).exit_code == 0
     again = run(*args)
-    assert again.exit_code == 2 and "--force" in again.output
+    assert again.exit_code == 2 and again.output.count("--force") == 1, again.output
     assert run(*args, "--force").exit_code == 0
 
 
-def test_evaluate_refuses_model_settings_it_takes_from_the_checkpoint(data, tmp_path):
+def test_synth_lists_motions_without_an_out_folder():
+    result = run("synth", "--list-motions")
+    assert result.exit_code == 0 and "friction_slowdown" in result.output.split()
+    assert run("synth").exit_code == 2
+
+
+def test_a_folder_holding_a_run_is_refused_unless_forced(data, tmp_path):
+    args = ["pretrain", "--data", data, "--out", tmp_path / "p", "--device", "cpu", "--steps", "1",
+            "--batch-size", "2", "--workers", "0"]
+    assert run(*args).exit_code == 0
+    (tmp_path / "p" / "notes.txt").write_text("mine")
+    first_events = sorted(p.name for p in (tmp_path / "p" / "tb").iterdir())
+    again = run(*args)
+    assert again.exit_code == 2 and "already holds a run" in again.output and "--force" in again.output
+    forced = run(*args, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert (tmp_path / "p" / "notes.txt").read_text() == "mine"  # only run files are deleted
+    events = sorted(p.name for p in (tmp_path / "p" / "tb").iterdir())
+    assert len(events) == 1 and events != first_events  # one run's event file, the new one
+    ev = ["evaluate", "--data", data, "--checkpoint", tmp_path / "p" / "checkpoint.pt", "--device", "cpu",
+          "--workers", "0", "--out", tmp_path / "e"]
+    assert run(*ev).exit_code == 0
+    assert run(*ev).exit_code == 2
+    assert run(*ev, "--force").exit_code == 0
+
+
+def test_evaluate_has_no_model_settings(data, tmp_path):
     run("pretrain", "--data", data, "--out", tmp_path / "p", "--device", "cpu", "--steps", "1",
         "--batch-size", "2", "--workers", "0")
     result = run("evaluate", "--data", data, "--checkpoint", tmp_path / "p" / "checkpoint.pt",
                  "--device", "cpu", "--width", "0.5")
-    assert result.exit_code == 2 and "from the checkpoint" in result.output
+    assert result.exit_code == 2 and "No such option '--width'" in result.output
 
 
 def test_training_refuses_batch_size_one_and_steps_with_epochs(data, tmp_path):

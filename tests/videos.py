@@ -63,3 +63,30 @@ def make_coded_dataset(root, *, frames=(30, 40, 36, 44), classes=("A", "B"), cod
     write_index(root, rows)
     write_splits(root, list(classes), train, test)
     return root
+
+
+def crop_edges(frames: np.ndarray) -> np.ndarray:
+    """(T, 2) sub-pixel position of the crop's content: the width of the white quarter in the
+    bottom half, and the height of the grey top half (measured where the bottom is black).
+    A crop or resize off by one pixel moves these by one; colour conversion does not."""
+    f = frames[..., 0].astype(np.float64)
+    t, h, w = f.shape
+    white = (f[:, 5 * h // 8:, :] / 255).mean(1).sum(1)
+    grey = f[:, h // 8: 3 * h // 8].mean((1, 2))
+    flipped = np.array(is_flipped(frames))
+    column = np.where(flipped, 0, w - 1)  # the side of the bottom half that is black
+    top = np.stack([f[i, :, column[i]] for i in range(t)]) / np.maximum(grey, 1)[:, None]
+    return np.stack([white, top.clip(0, 1).sum(1)], 1)
+
+
+def assert_same_frames(got, reference):
+    """Same frames, crop and mirror (uint8 (..., T, H, W, 3) tensors); pixels close: colour
+    conversion and resampling differ between decoders."""
+    a, b = got.cpu().numpy(), reference.cpu().numpy()
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    for x, y in zip(a.reshape(-1, *a.shape[-4:]), b.reshape(-1, *b.shape[-4:])):
+        assert frame_ids(x) == frame_ids(y)
+        assert is_flipped(x) == is_flipped(y)
+        bright = np.array(frame_ids(x)) >= 10  # the grey/black boundary needs some contrast
+        np.testing.assert_allclose(crop_edges(x)[bright], crop_edges(y)[bright], atol=0.3)
+    assert np.abs(a.astype(np.int16) - b).mean() < 3

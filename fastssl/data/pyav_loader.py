@@ -7,12 +7,13 @@ instead of 48 float ones.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
+from fastssl.data.contract import BatchStream, ClipBatch, EvalItem, PretextBatch, StreamArgs
 from fastssl.data.dataset import Video
 from fastssl.data.pyav_decode import WindowDecoder
 from fastssl.data.sampling import ClipPlan, Geometry, PretextPlan, Window, eval_clip_starts, stream_keys
@@ -112,33 +113,55 @@ def close_decoder() -> None:
         _decoder = None
 
 
-def _loader(dataset, batch_sampler, workers: int, pin: bool, **kw) -> DataLoader:
+def _stream(dataset, sampler, *, workers: int, device: str) -> BatchStream:
     if workers:
         # Fork copies locks held by FFmpeg's decoder threads, not the threads: close them first.
         close_decoder()
-    return DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, pin_memory=pin,
-                      persistent_workers=False, prefetch_factor=4 if workers else None,
-                      worker_init_fn=_fresh_decoder, **kw)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=_pin(device),
+                        persistent_workers=False, prefetch_factor=4 if workers else None,
+                        worker_init_fn=_fresh_decoder, collate_fn=_collate(dataset))
+    # Workers stop when the iterator is released (BatchStream.close drops it); without workers
+    # this process's open files are closed.
+    return BatchStream(iter(loader), close=None if workers else close_decoder)
 
 
-def pretext_batches(plan: PretextPlan, batch_size: int, *, workers: int = 0, device: str = "cpu",
-                    start_step: int = 0) -> Iterator[dict]:
-    """Endless pretext batches: windows (B, W, s, s, 3) uint8, starts (B, N), orders (B, N, D), label (B,)."""
-    keys = stream_keys(plan.epoch_size, batch_size, start_step)
-    return iter(_loader(PretextWindows(plan), keys, workers, _pin(device)))
+def _only_item(items: list) -> dict:
+    return items[0]
 
 
-def clip_batches(plan: ClipPlan, batch_size: int, *, workers: int = 0, device: str = "cpu",
-                 start_step: int = 0) -> Iterator[dict]:
-    """Endless fine-tuning batches: windows (B, D, s, s, 3) uint8, label (B,)."""
-    keys = stream_keys(plan.epoch_size, batch_size, start_step)
-    return iter(_loader(TrainClips(plan), keys, workers, _pin(device)))
+def _collate(dataset):
+    # Evaluation batches are single videos whose clip counts differ: hand the item over as is.
+    return _only_item if isinstance(dataset, EvalVideos) else default_collate
 
 
-def eval_video_batches(videos: Sequence[Video], D: int, geometry: Geometry, *, workers: int = 0,
-                       device: str = "cpu") -> Iterator[dict]:
-    """One item per test video, in order: clips (K, D, s, s, 3), label, video."""
-    if workers:
-        close_decoder()
-    return iter(DataLoader(EvalVideos(videos, D, geometry), batch_size=None, shuffle=False,
-                           num_workers=workers, pin_memory=_pin(device), worker_init_fn=_fresh_decoder))
+def validate_files(videos: Sequence[Video], *, device: str, min_frames: int, skip: bool,
+                   report=print) -> list[Video]:
+    """Nothing to probe up front: PyAV names a bad file when it meets it (DecodeError)."""
+    return list(videos)
+
+
+def pretext_batches(plan: PretextPlan, batch_size: int, *, device: str = "cpu", workers: int = 0,
+                    decoders: int = 1, start_step: int = 0, rank: int = 0,
+                    world_size: int = 1) -> BatchStream[PretextBatch]:
+    """Endless pretext batches (contract.PretextBatch) from step `start_step` on."""
+    StreamArgs(device, workers, decoders, start_step, rank, world_size)
+    keys = stream_keys(plan.epoch_size, batch_size, start_step, rank, world_size)
+    return _stream(PretextWindows(plan), keys, workers=workers, device=device)
+
+
+def clip_batches(plan: ClipPlan, batch_size: int, *, device: str = "cpu", workers: int = 0,
+                 decoders: int = 1, start_step: int = 0, rank: int = 0,
+                 world_size: int = 1) -> BatchStream[ClipBatch]:
+    """Endless fine-tuning batches (contract.ClipBatch) from step `start_step` on."""
+    StreamArgs(device, workers, decoders, start_step, rank, world_size)
+    keys = stream_keys(plan.epoch_size, batch_size, start_step, rank, world_size)
+    return _stream(TrainClips(plan), keys, workers=workers, device=device)
+
+
+def eval_video_batches(videos: Sequence[Video], D: int, geometry: Geometry, *, device: str = "cpu",
+                       workers: int = 0, decoders: int = 1, start_step: int = 0, rank: int = 0,
+                       world_size: int = 1) -> BatchStream[EvalItem]:
+    """One item per test video of this rank (videos rank, rank + world_size, ...), in order."""
+    StreamArgs(device, workers, decoders, start_step, rank, world_size)
+    mine = [[v] for v in range(rank, len(videos), world_size)]
+    return _stream(EvalVideos(videos, D, geometry), mine, workers=workers, device=device)

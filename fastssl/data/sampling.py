@@ -98,16 +98,18 @@ class PretextPlan(_EpochPlan):
 
 
 class ClipPlan(_EpochPlan):
-    """Fine-tuning: one epoch visits every video once, one random D-frame clip each."""
+    """Fine-tuning: one epoch visits every video once, one random D-frame clip each (random
+    crop and flip when `train`, centre crop otherwise)."""
 
-    def __init__(self, videos: Sequence[Video], *, D: int, geometry: Geometry, seed: int):
-        self.videos, self.D, self.geometry, self.seed = videos, D, geometry, seed
+    def __init__(self, videos: Sequence[Video], *, D: int, geometry: Geometry, seed: int,
+                 train: bool = True):
+        self.videos, self.D, self.geometry, self.seed, self.train = videos, D, geometry, seed, train
 
     def sample(self, epoch: int, i: int) -> tuple[Window, int]:
         v = self.video_index(epoch, i)
         rng = sample_rng(self.seed, epoch, i)
         start = int(rng.integers(0, self.videos[v].frames - self.D + 1))
-        top, left, flip = self.geometry.crop(rng)
+        top, left, flip = self.geometry.crop(rng if self.train else None)
         return Window(v, start, self.D, top, left, self.geometry.size, flip), self.videos[v].label
 
 
@@ -121,15 +123,18 @@ def stream_keys(epoch_size: int, batch_size: int, start_step: int = 0,
     """Endless batches of (epoch, index) keys. Batches run across epoch boundaries, so no
     partial batch is ever dropped or padded; step k always holds the same samples.
 
-    With world_size > 1 each rank takes a disjoint stride of every epoch."""
-    per_rank = len(range(rank, epoch_size, world_size))
-    if per_rank == 0:
-        raise ValueError(f"rank {rank} of {world_size} gets no samples from {epoch_size}")
-    position = start_step * batch_size
+    `batch_size` is the global batch: at step k, rank r of `world_size` gets the slice
+    [r*B/R, (r+1)*B/R) of the keys a one-process run gets at step k, so the one-process run is
+    the reference for any number of ranks (and resuming any of them needs only k)."""
+    if epoch_size < 1:
+        raise ValueError("no samples to draw batches from")
+    if batch_size % world_size or batch_size < world_size:
+        raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} ranks")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, {world_size})")
+    per_rank = batch_size // world_size
+    step = start_step
     while True:
-        batch = []
-        for _ in range(batch_size):
-            epoch, j = divmod(position, per_rank)
-            batch.append((epoch, rank + j * world_size))
-            position += 1
-        yield batch
+        first = step * batch_size + rank * per_rank
+        yield [divmod(p, epoch_size) for p in range(first, first + per_rank)]
+        step += 1

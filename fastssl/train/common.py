@@ -1,4 +1,4 @@
-"""What every loop shares: device and precision, checkpoints, logging, timing, the lr schedule."""
+"""What every loop shares: autocast, seeding, the lr schedule, metrics logging, data-wait timing."""
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +22,6 @@ def autocast(cfg: Config):
     return torch.autocast(device_type=torch.device(cfg.device).type, dtype=dtype)
 
 
-def input_dtype(cfg: Config) -> torch.dtype:
-    """The clip builder writes the model's compute dtype directly: no separate cast pass."""
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-
-
 def seed_everything(seed: int) -> None:
     # Only weight init and nothing else draws from torch's RNG: the data path uses its own
     # (seed, epoch, index) generators.
@@ -40,31 +35,6 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
         return (step + 1) / warm
     progress = (step - warm) / max(1, total - warm)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def save_checkpoint(path: str | os.PathLike, *, kind: str, model: torch.nn.Module, cfg: Config,
-                    step: int, optimizer: torch.optim.Optimizer | None = None, **extra) -> Path:
-    """Write atomically (temp file + rename): a killed run never leaves a half-written checkpoint.
-    Everything is tensors, numbers and strings so torch.load(weights_only=True) reads it."""
-    path = Path(path)
-    state = {"kind": kind, "step": step, "config": cfg.to_json(), "model": model.state_dict(),
-             "torch_rng": torch.get_rng_state(), **extra}
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise ValueError(f"{path}: not a readable fastssl checkpoint ({e})") from None
 
 
 class RunLog:
@@ -117,10 +87,3 @@ class StepTimer:
         result = seconds, self.wait / max(seconds, 1e-9), self.items / max(seconds, 1e-9)
         self.reset()
         return result
-
-
-def prepare_run_dir(out: str | os.PathLike, cfg: Config) -> Path:
-    run_dir = Path(out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.dump(run_dir)
-    return run_dir

@@ -1,0 +1,122 @@
+"""Checkpoints: written atomically, read once, checked for the use they are read for.
+
+A checkpoint is a dict of tensors, numbers and strings (so `torch.load(weights_only=True)`
+reads it): kind ("pretext" | "classifier"), step, config (the run's Config as JSON), model,
+optimizer, torch_rng, and per kind: classes (classifier, newline-joined).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fastssl.config import RUNTIME_KEYS, Config
+
+KINDS = ("pretext", "classifier")
+# Model settings a pretext checkpoint must share with the classifier it initialises.
+INIT_KEYS = ("width", "size", "D")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read, or does not fit the use it was given for; names the file."""
+
+
+@dataclass
+class Checkpoint:
+    path: str
+    kind: str
+    step: int
+    config: Config       # the config of the run that wrote it
+    state: dict          # everything saved (model, optimizer, ...)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.state["classes"].split("\n") if "classes" in self.state else []
+
+    def runtime_config(self, runtime: Config) -> Config:
+        """The saved model settings with the caller's runtime settings (device, loader, ...)."""
+        return dataclasses.replace(self.config, **{k: getattr(runtime, k) for k in RUNTIME_KEYS})
+
+
+def save_checkpoint(path: str | os.PathLike, *, kind: str, model: torch.nn.Module, cfg: Config,
+                    step: int, optimizer: torch.optim.Optimizer | None = None, **extra) -> Path:
+    """Write atomically (temp file, fsync, rename): a killed run never leaves a half-written file."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}")
+    path = Path(path)
+    state = {"kind": kind, "step": step, "config": cfg.to_json(), "model": model.state_dict(),
+             "torch_rng": torch.get_rng_state(), **extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def _what_it_is(path: Path) -> str:
+    """A short description of a file that is not a checkpoint, for the error message."""
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if zipfile.is_zipfile(path):
+        return f"a {size}-byte zip archive that torch cannot read as a checkpoint (truncated or damaged?)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{size} bytes of binary data, not a checkpoint written by fastssl"
+    first = text.splitlines()[0][:60] if text.splitlines() else ""
+    return f"a text file (first line: {first!r}), not a checkpoint"
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read any fastssl checkpoint; CheckpointError says what the file is when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - whatever the unpickler says, the file is not usable
+        raise CheckpointError(f"{path}: is {_what_it_is(path)}") from None
+    if not isinstance(state, dict) or state.get("kind") not in KINDS or "config" not in state:
+        raise CheckpointError(f"{path}: a torch file, but not a fastssl checkpoint "
+                              f"(no kind/config; fastssl writes kinds {KINDS})")
+    try:
+        config = Config.load_json(state["config"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: its saved config is unreadable ({e})") from None
+    return Checkpoint(str(path), state["kind"], int(state.get("step", 0)), config, state)
+
+
+def checkpoint_for_init(path: str | os.PathLike, cfg: Config) -> Checkpoint:
+    """A pretext checkpoint whose conv layers fit the classifier `cfg` describes."""
+    ckpt = read_checkpoint(path)
+    if ckpt.kind != "pretext":
+        raise CheckpointError(f"{path}: needs a pretext checkpoint (from `fastssl pretrain`), "
+                              f"this one is a {ckpt.kind} checkpoint")
+    mismatch = [f"{k}={getattr(ckpt.config, k)} (here {getattr(cfg, k)})" for k in INIT_KEYS
+                if getattr(ckpt.config, k) != getattr(cfg, k)]
+    if mismatch:
+        raise CheckpointError(f"{path} was trained with {', '.join(mismatch)}; pass "
+                              f"--preset {ckpt.config.preset} or the same sizes")
+    return ckpt
+
+
+def load_features(model: torch.nn.Module, ckpt: Checkpoint) -> int:
+    """Copy conv1..pool3 of a pretext checkpoint into `model.features`; the number of tensors."""
+    prefix = "features."
+    features = {k[len(prefix):]: v for k, v in ckpt.state["model"].items() if k.startswith(prefix)}
+    try:
+        model.features.load_state_dict(features)
+    except RuntimeError as e:
+        raise CheckpointError(f"{ckpt.path}: its conv layers do not fit this model: {e}") from None
+    return len(features)

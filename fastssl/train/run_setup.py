@@ -1,0 +1,198 @@
+"""One run setup: command-line values -> a validated Config, the dataset, the loader's checks.
+
+Every command (and the bench) goes through here, so a value is validated once and the same way
+everywhere. Problems raise `SetupError` naming the option to blame; the CLI turns them into
+usage errors before any work is done.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import torch
+
+from fastssl.config import PRESETS, Config, default_preset, resolve
+from fastssl.data import loaders
+from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset
+from fastssl.models.alexnet3d import MIN_FRAMES
+from fastssl.pretext import MODES, check_sizes
+from fastssl.train.checkpoints import Checkpoint, CheckpointError, checkpoint_for_init, read_checkpoint
+from fastssl.train.rundir import RunDirError, check_run_dir
+
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class SetupError(ValueError):
+    """A value that cannot work; `option` is the command-line flag to blame (None: several)."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.option = option
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_precision(device: str) -> str:
+    # bf16 is ~20x slower than fp32 on CPUs without native bf16.
+    return "bf16" if device.startswith("cuda") else "fp32"
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def runtime_values(*, device=None, precision=None, loader="auto", workers=None, report=print) -> dict:
+    """Device, precision, loader and workers: defaults decided here, once."""
+    device = device or default_device()
+    if device not in DEVICES:
+        raise SetupError(f"{device!r}: choose from {DEVICES}", "--device")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SetupError("CUDA was asked for but torch sees no GPU", "--device")
+    precision = precision or default_precision(device)
+    if precision not in PRECISIONS:
+        raise SetupError(f"{precision!r}: choose from {PRECISIONS}", "--precision")
+    try:
+        loader = loaders.choose_loader(loader, device, report=report)
+    except ValueError as e:
+        raise SetupError(str(e), "--loader") from None
+    return {"device": device, "precision": precision, "loader": loader,
+            "workers": default_workers() if workers is None else workers}
+
+
+def default_out(command: str) -> str:
+    return os.path.join("runs", f"{command}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def build_config(command: str, *, data: str, out: str | None = None, preset: str | None = None,
+                 device: str | None = None, precision: str | None = None, loader: str = "auto",
+                 workers: int | None = None, report=print, **overrides) -> Config:
+    """A training run's Config from a preset and the given overrides (None = the preset's)."""
+    runtime = runtime_values(device=device, precision=precision, loader=loader, workers=workers,
+                             report=report)
+    if preset is None:
+        preset = default_preset(runtime["device"])
+        report(f"preset: {preset} (default on {runtime['device']}; --preset to change)")
+    if preset not in PRESETS:
+        raise SetupError(f"{preset!r}: choose from {sorted(PRESETS)}", "--preset")
+    if overrides.get("steps") is not None and overrides.get("epochs") is not None:
+        raise SetupError("give --steps or --epochs, not both")
+    if overrides.get("mode") is not None and overrides["mode"] not in MODES:
+        raise SetupError(f"{overrides['mode']!r}: choose from {MODES}", "--mode")
+    cfg = resolve(preset, command, data=os.path.abspath(data), out=out or default_out(command),
+                  **runtime, **overrides)
+    check_config(cfg)
+    return cfg
+
+
+def check_config(cfg: Config) -> None:
+    """Sizes that cannot work together, each blamed on its option."""
+    if cfg.command in ("pretrain", "finetune") and cfg.batch_size < 2:
+        raise SetupError(f"{cfg.batch_size}: training needs at least 2 per batch "
+                         "(BatchNorm statistics need more than one value)", "--batch-size")
+    if cfg.D < MIN_FRAMES:
+        raise SetupError(f"D={cfg.D}: 3D-AlexNet pools time three times, so clips need "
+                         f"at least {MIN_FRAMES} frames", "--clip-length")
+    if cfg.command == "pretrain":
+        try:
+            check_sizes(cfg.W, cfg.D, cfg.N)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+    if cfg.size > min(cfg.resize):
+        raise SetupError(f"crop {cfg.size} is larger than the frames it is cut from "
+                         f"({cfg.resize[0]}x{cfg.resize[1]}, h x w); use --resize", "--size")
+
+
+def load_inputs(cfg: Config, *, skip_bad: bool = False, windows_for_test: bool | None = None,
+                report=print) -> VideoDataset:
+    """Load cfg.data and keep the videos this run can use; refuse (or, with skip_bad, report
+    and skip) missing or too-short ones, then run the loader's own up-front checks."""
+    if windows_for_test is None:  # pretext questions need W-frame windows, classifier clips D
+        windows_for_test = cfg.command == "pretrain"
+    need_train = cfg.W if cfg.command == "pretrain" else cfg.D
+    need_test = cfg.W if windows_for_test else cfg.D
+    loader = loaders.get(cfg.loader)
+    try:
+        dataset = _load(cfg.data, cfg.split)
+        if cfg.command in ("finetune", "evaluate") and getattr(dataset, "unlabelled", False) \
+                and not windows_for_test:
+            raise SetupError(f"{cfg.data} is an unlabelled set (prepared with --unlabelled): it has "
+                             "no classes to fine-tune or evaluate on; use it for `fastssl pretrain`",
+                             "--data")
+        videos = {}
+        for name, need in (("train", need_train), ("test", need_test)):
+            if cfg.command == "evaluate" and name == "train":
+                videos[name] = dataset.train  # evaluation reads only the test split
+                continue
+            kept = check_videos(getattr(dataset, name), need, skip=skip_bad,
+                                what=f"{cfg.command} ({name} split)", report=report)
+            videos[name] = loader.validate_files(kept, device=cfg.device, min_frames=need,
+                                                 skip=skip_bad, report=report)
+    except DatasetError as e:
+        raise SetupError(str(e), "--data") from None
+    return dataclasses.replace(dataset, **videos)
+
+
+def _load(root: str, split: int) -> VideoDataset:
+    try:
+        return load_dataset(root, split=split)
+    except TypeError:  # a dataset module without splits: only split 1 exists
+        if split != 1:
+            raise SetupError(f"split {split}: this dataset has split 1 only", "--split") from None
+        return load_dataset(root)
+
+
+def check_out(out: str, *, force: bool) -> None:
+    try:
+        check_run_dir(out, force=force)
+    except RunDirError as e:
+        raise SetupError(str(e), "--out") from None
+
+
+def describe(cfg: Config, dataset: VideoDataset) -> str:
+    return (f"loader: {cfg.loader}  device: {cfg.device}  precision: {cfg.precision}  dataset: "
+            f"{len(dataset.train)} train / {len(dataset.test)} test videos, {dataset.num_classes} "
+            f"classes (split {cfg.split})")
+
+
+def setup_training(command: str, *, skip_bad: bool = False, force: bool = False, report=print,
+                   **options) -> tuple[Config, VideoDataset]:
+    """pretrain / finetune: options -> (Config, dataset), every check done before any work."""
+    cfg = build_config(command, report=report, **options)
+    check_out(cfg.out, force=force)
+    if cfg.init is not None:
+        try:
+            init = checkpoint_for_init(cfg.init, cfg)
+        except CheckpointError as e:
+            raise SetupError(str(e), "--init") from None
+        if init.config.split != cfg.split:
+            report(f"warning: {cfg.init} was pretrained on split {init.config.split}, and this is "
+                   f"split {cfg.split}: its pretext set may include this split's test videos")
+    dataset = load_inputs(cfg, skip_bad=skip_bad, report=report)
+    report(describe(cfg, dataset))
+    return cfg, dataset
+
+
+def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batch_size: int | None = None,
+                     device=None, precision=None, loader="auto", workers=None, decoders=None,
+                     skip_bad: bool = False, force: bool = False,
+                     report=print) -> tuple[Checkpoint, Config, VideoDataset]:
+    """evaluate: the checkpoint fixes the model, its sizes and the split; the options fix where
+    and how it runs."""
+    try:
+        ckpt = read_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise SetupError(str(e), "--checkpoint") from None
+    runtime = runtime_values(device=device, precision=precision, loader=loader, workers=workers,
+                             report=report)
+    cfg = dataclasses.replace(ckpt.config, command="evaluate", data=os.path.abspath(data),
+                              out=out or default_out("evaluate"), **runtime,
+                              batch_size=batch_size or ckpt.config.batch_size,
+                              decoders=decoders or ckpt.config.decoders)
+    check_out(cfg.out, force=force)
+    dataset = load_inputs(cfg, skip_bad=skip_bad, windows_for_test=ckpt.kind == "pretext", report=report)
+    report(describe(cfg, dataset))
+    return ckpt, cfg, dataset
