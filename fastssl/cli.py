@@ -31,14 +31,20 @@ def _options(*decorators):
     return apply
 
 
-data_options = _options(
-    click.option("--data", "data", required=True, type=click.Path(file_okay=False),
-                 help="Dataset folder made by `fastssl synth` or `fastssl prepare` "
-                      "(index.csv, classInd.txt, trainlistNN.txt, testlistNN.txt)."),
-    click.option("--skip-bad", is_flag=True,
-                 help="Report and skip missing, unreadable or too-short videos instead of "
-                      "refusing to start (each skipped file is named)."),
-)
+def data_options(required: bool):
+    return _options(
+        click.option("--data", "data", required=required, type=click.Path(file_okay=False),
+                     help="Dataset folder made by `fastssl synth` or `fastssl prepare` "
+                          "(index.csv, classInd.txt, trainlistNN.txt, testlistNN.txt)."
+                          + ("" if required else " Required unless --resume.")),
+        skip_bad_option,
+    )
+
+
+skip_bad_option = click.option(
+    "--skip-bad", is_flag=True,
+    help="Report and skip missing, unreadable or too-short videos instead of refusing to start "
+         "(each skipped file is named).")
 
 split_option = click.option("--split", type=click.IntRange(1, 3), default=1, show_default=True,
                             help="Which train/test split lists to use (UCF101 and HMDB51 ship "
@@ -97,6 +103,32 @@ training_options = _options(
 )
 
 
+long_run_options = _options(
+    click.option("--resume", type=click.Path(file_okay=False), default=None,
+                 help="Continue the run in this folder from its newest complete checkpoint, with "
+                      "its saved config. Only --steps (a new total re-plans the cosine schedule: "
+                      "from the current step on it is that of a run of the new length), --workers, --decoders and --device (bit-exact only "
+                      "on the same device) may be given with it."),
+    click.option("--ckpt-every", type=click.IntRange(min=1), default=None,
+                 help="Write a checkpoint every this many steps (default 500); one is also written "
+                      "at least every 10 minutes of training, and at the end."),
+    click.option("--keep-checkpoints", type=click.IntRange(min=1), default=None,
+                 help="checkpoint-STEP.pt files to keep (default 2); checkpoint.pt is always the "
+                      "newest complete one."),
+    click.option("--log-every", type=click.IntRange(min=1), default=None,
+                 help="Log loss, accuracy, clips/s and data wait every this many steps (default 10)."),
+    click.option("--max-bad-fraction", type=click.FloatRange(0, 1), default=None,
+                 help="Videos that fail to decode mid-run are named, redrawn and counted; stop when "
+                      "more than this fraction of the training videos has failed (default 0.05)."),
+    click.option("--skip-nonfinite", is_flag=True, default=None,
+                 help="Skip batches whose loss is NaN/Inf (counted) instead of stopping the run at "
+                      "the first one. Costs a CPU-GPU sync per step."),
+    click.option("--deterministic", is_flag=True, default=None,
+                 help="CUDA: deterministic cuDNN and cuBLAS choices (slower; see the README for "
+                      "what stays non-deterministic). CPU runs are deterministic already."),
+)
+
+
 def _parse_resize(value):
     if value is None:
         return None
@@ -116,6 +148,55 @@ def _usage_errors(call):
         if e.option:
             raise click.BadParameter(str(e), param_hint=e.option) from None
         raise click.UsageError(str(e)) from None
+
+
+def _train(ctx, command: str, run, kw: dict) -> dict:
+    """Set up (or resume) a training run and run it; a run stopped early exits with its code
+    after saying why and how to continue."""
+    from fastssl.train.guard import RunStopped
+    from fastssl.train.run_setup import RESUME_OPTIONS, setup_resume, setup_training
+    resume_dir = kw.pop("resume")
+    force = kw.pop("force")
+    if resume_dir is not None:
+        given = [name for name in kw if name not in RESUME_OPTIONS
+                 and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given or force:
+            flags = ", ".join("--" + n.replace("_", "-") for n in given + (["force"] if force else []))
+            raise click.UsageError(f"--resume continues {resume_dir} with its saved config, so "
+                                   f"{flags} cannot be given with it (allowed: --steps, --workers, "
+                                   "--decoders, --device)")
+        cfg, dataset, ckpt, finished = _usage_errors(lambda: setup_resume(
+            command, resume_dir, report=click.echo, **{k: kw[k] for k in RESUME_OPTIONS}))
+        if finished and (command == "finetune" or _heldout_logged(resume_dir)):
+            click.echo(f"{resume_dir} already finished (step {ckpt.step}); nothing to do "
+                       "(pass a larger --steps to train on)")
+            ctx.exit(0)
+    else:
+        if kw["data"] is None:
+            raise click.UsageError("Missing option '--data' (or --resume RUN_DIR).")
+        ckpt = None
+        cfg, dataset = _usage_errors(lambda: setup_training(command, force=force, report=click.echo, **kw))
+        if command == "finetune" and cfg.init is None:
+            click.echo("no --init: training from scratch")
+    try:
+        return run(cfg, dataset, force=force, resume=ckpt, report=_report)
+    except RunStopped as stop:
+        click.echo(stop.decision.message, err=True)
+        if stop.checkpoint:
+            click.echo(f"checkpoint: {stop.checkpoint}", err=True)
+        if stop.decision.stop != "non-finite":
+            click.echo(f"continue with: fastssl {command} --resume {cfg.out}", err=True)
+        ctx.exit(stop.decision.exit_code)
+
+
+def _heldout_logged(run_dir: str) -> bool:
+    path = os.path.join(run_dir, "metrics.jsonl")
+    return os.path.isfile(path) and "heldout/pretext_accuracy" in open(path).read()
+
+
+def _report(message: str) -> None:
+    # Mid-run reports go to stderr, like the progress lines they interrupt.
+    click.echo(message, err=True)
 
 
 def _tensorboard_hint(run_dir: str) -> str:
@@ -201,11 +282,12 @@ def synth(out, classes, motions, list_motions, videos_per_class, frames, size, f
 
 
 @main.command()
-@data_options
+@data_options(required=False)
 @split_option
-@out_options("config.json, metrics.jsonl, TensorBoard logs (tb/) and checkpoint.pt")
+@out_options("config.json, metrics.jsonl, TensorBoard logs (tb/) and checkpoint-STEP.pt files")
 @training_options
 @runtime_options
+@long_run_options
 @click.option("--mode", type=click.Choice(MODES), default="rp", show_default=True,
               help="How the wrong clip is made: rp = random permutation, ss = split and swap, "
                    "pb = played backward.")
@@ -215,13 +297,15 @@ def synth(out, classes, motions, list_motions, videos_per_class, frames, size, f
               help="N: clips per question, i.e. SiameseNet branches (default 6; needs N <= W-D+1).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (Adam; default from the preset, paper: 1e-4).")
-def pretrain(skip_bad, force, **kw):
-    """Pretext training: find the one clip of N whose frames are out of order."""
+@click.pass_context
+def pretrain(ctx, **kw):
+    """Pretext training: find the one clip of N whose frames are out of order.
+
+    A run survives interruptions: Ctrl-C or SIGTERM writes a checkpoint at the next step and
+    prints the command that continues it (`fastssl pretrain --resume RUN_DIR`).
+    """
     from fastssl.train.pretrain import pretrain as run
-    from fastssl.train.run_setup import setup_training
-    cfg, dataset = _usage_errors(lambda: setup_training("pretrain", skip_bad=skip_bad, force=force,
-                                                        report=click.echo, **kw))
-    result = run(cfg, dataset, force=force)
+    result = _train(ctx, "pretrain", run, kw)
     click.echo(f"held-out pretext accuracy: {result['pretext_accuracy']:.3f} "
                f"(chance {result['chance']:.3f}, {result['questions']} questions)")
     click.echo(f"checkpoint: {result['checkpoint']}")
@@ -229,11 +313,12 @@ def pretrain(skip_bad, force, **kw):
 
 
 @main.command()
-@data_options
+@data_options(required=False)
 @split_option
-@out_options("config.json, metrics.jsonl, TensorBoard logs (tb/) and checkpoint.pt")
+@out_options("config.json, metrics.jsonl, TensorBoard logs (tb/) and checkpoint-STEP.pt files")
 @training_options
 @runtime_options
+@long_run_options
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
               help="Pretext checkpoint whose conv1..pool3 initialise the model. Without it: from scratch.")
 @click.option("--lr-fc", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -243,15 +328,14 @@ def pretrain(skip_bad, force, **kw):
 @click.option("--eval-every", type=click.IntRange(min=0), default=None,
               help="Score a fixed set of up to 512 held-out clips every this many steps, to see "
                    "over-fitting while it happens (0 = never; default 100). Monitoring only.")
-def finetune(skip_bad, force, **kw):
-    """Fine-tune 3D-AlexNet for action recognition (from a pretext checkpoint, or scratch)."""
+@click.pass_context
+def finetune(ctx, **kw):
+    """Fine-tune 3D-AlexNet for action recognition (from a pretext checkpoint, or scratch).
+
+    Interrupted runs continue with `fastssl finetune --resume RUN_DIR`.
+    """
     from fastssl.train.finetune import finetune as run
-    from fastssl.train.run_setup import setup_training
-    cfg, dataset = _usage_errors(lambda: setup_training("finetune", skip_bad=skip_bad, force=force,
-                                                        report=click.echo, **kw))
-    if cfg.init is None:
-        click.echo("no --init: training from scratch")
-    result = run(cfg, dataset, force=force)
+    result = _train(ctx, "finetune", run, kw)
     if result["heldout_clip_accuracy"] is not None:
         click.echo(f"held-out clip accuracy (monitoring set): {result['heldout_clip_accuracy']:.3f}")
     click.echo(f"checkpoint: {result['checkpoint']}")
@@ -262,7 +346,7 @@ def finetune(skip_bad, force, **kw):
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True,
               help="A classifier checkpoint (clip and video accuracy) or a pretext one "
                    "(accuracy on held-out questions).")
-@data_options
+@data_options(required=True)
 @out_options("eval.json (accuracies, per-video predictions, confusion matrix) and config.json")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Clips (or questions) per forward pass (default: the checkpoint's).")

@@ -86,8 +86,14 @@ class Config:
     workers: int = 2
     decoders: int = 1                   # DALI: video pipelines per GPU (one per NVDEC engine)
     log_every: int = 10
-    ckpt_every: int = 500
+    ckpt_every: int = 500               # a checkpoint every this many steps ...
+    ckpt_minutes: float = 10.0          # ... and at least every this many minutes of training
+    keep_checkpoints: int = 2           # checkpoint-STEP.pt files kept (checkpoint.pt = the newest)
     eval_every: int = 100               # finetune: held-out clip accuracy every this many steps (0 = off)
+    skip_bad: bool = False              # report and skip unusable videos at start instead of refusing
+    max_bad_fraction: float = 0.05      # stop when more of a split's videos fail to decode mid-run
+    skip_nonfinite: bool = False        # skip batches whose loss is NaN/Inf instead of stopping
+    deterministic: bool = False         # CUDA: deterministic cuDNN/cuBLAS choices (slower)
     eval_questions: int = 4            # held-out questions per test video (pretext evaluation)
     mean: tuple = (114.8, 107.7, 99.4)  # 0-255 units (Kinetics/UCF101 statistics used by C3D ports)
     std: tuple = (58.4, 57.1, 57.4)

@@ -93,12 +93,17 @@ def test_existing_folder_needs_force(tmp_path):
     root = tmp_path / "ds"
     root.mkdir()
     (root / "keep.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(FileExistsError, match="not empty") as e:
         make_synthetic_dataset(root, classes=2, videos_per_class=2, **SMALL)
+    assert str(e.value).count("force") == 2 and str(e.value).count("--force") == 1  # said once
     make_synthetic_dataset(root, classes=3, videos_per_class=2, force=True, **SMALL)
     ds = make_synthetic_dataset(root, classes=2, videos_per_class=2, force=True, **SMALL)
     assert ds.num_classes == 2 and len(list((root / "videos").iterdir())) == 2  # old class gone
     assert (root / "keep.txt").read_text() == "mine"  # force removes only our outputs
+    # a file where the folder should be: force cannot help, so it is a bad argument
+    with pytest.raises(ValueError, match="not a directory"):
+        make_synthetic_dataset(root / "keep.txt", classes=2, videos_per_class=2, force=True, **SMALL)
+    assert (root / "keep.txt").read_text() == "mine"
 
 
 # ---- determinism ----------------------------------------------------------------------------

@@ -35,12 +35,14 @@ class PretextBatch(TypedDict):
     orders: torch.Tensor    # int64 (B, N, D): frame order of each clip (identity but one)
     label: torch.Tensor     # int64 (B,): which clip is out of order
     video: torch.Tensor     # int64 (B,): index of the source video in the plan's list
+    bad: list               # [(video index, reason)]: windows that failed to decode and were redrawn
 
 
 class ClipBatch(TypedDict):
     windows: torch.Tensor   # uint8 (B, D, s, s, 3): one D-frame clip per sample
     label: torch.Tensor     # int64 (B,): class index
     video: torch.Tensor     # int64 (B,)
+    bad: list               # [(video index, reason)], as in PretextBatch
 
 
 class EvalItem(TypedDict):
@@ -48,6 +50,12 @@ class EvalItem(TypedDict):
     label: torch.Tensor     # int64 (): class index
     video: torch.Tensor     # int64 (): index into the test list
 
+
+# A training window that fails to decode (a file damaged after the index was written, or broken
+# deep inside) is replaced by a redraw, `plan.sample(epoch, i, attempt)` for attempt 1, 2, ...:
+# a pure function of the key, so no exclusion state is shared and a resumed run stays exact.
+# The failure travels with the batch (`bad`) so the training loop can name and count it.
+REDRAWS = 8
 
 # What each batch kind holds; the contract test checks every loader against these.
 BATCH_KEYS = {"pretext": tuple(PretextBatch.__annotations__),

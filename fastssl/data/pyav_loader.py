@@ -7,15 +7,16 @@ instead of 48 float ones.
 """
 from __future__ import annotations
 
+import signal
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from fastssl.data.contract import BatchStream, ClipBatch, EvalItem, PretextBatch, StreamArgs
+from fastssl.data.contract import REDRAWS, BatchStream, ClipBatch, EvalItem, PretextBatch, StreamArgs
 from fastssl.data.dataset import Video
-from fastssl.data.pyav_decode import WindowDecoder
+from fastssl.data.pyav_decode import DecodeError, WindowDecoder
 from fastssl.data.sampling import ClipPlan, Geometry, PretextPlan, Window, eval_clip_starts, stream_keys
 
 _decoder: WindowDecoder | None = None
@@ -41,6 +42,20 @@ def decode_window(videos: Sequence[Video], window: Window, resize: tuple[int, in
     return np.ascontiguousarray(frames)
 
 
+def decode_sample(plan, epoch: int, i: int):
+    """Sample (epoch, i) of a training plan, decoded: (window, plan's extra, frames, bad), where
+    `bad` lists the (video, reason) of draws that failed to decode before this one succeeded."""
+    bad = []
+    for attempt in range(REDRAWS + 1):
+        window, extra = plan.sample(epoch, i, attempt)
+        try:
+            return window, extra, decode_window(plan.videos, window, plan.geometry.resize), bad
+        except DecodeError as e:
+            bad.append((window.video, str(e)))
+    reasons = "\n".join(f"  {why}" for _, why in bad)
+    raise DecodeError(f"sample {i} of epoch {epoch}: {len(bad)} draws in a row failed to decode:\n{reasons}")
+
+
 class PretextWindows(Dataset):
     """(epoch, index) -> a window and its question."""
 
@@ -51,11 +66,10 @@ class PretextWindows(Dataset):
         return self.plan.epoch_size
 
     def __getitem__(self, key):
-        epoch, i = key
-        window, q = self.plan.sample(epoch, i)
-        return {"windows": torch.from_numpy(decode_window(self.plan.videos, window, self.plan.geometry.resize)),
+        window, q, frames, bad = decode_sample(self.plan, *key)
+        return {"windows": torch.from_numpy(frames),
                 "starts": torch.from_numpy(q.starts), "orders": torch.from_numpy(q.orders),
-                "label": torch.tensor(q.label), "video": torch.tensor(window.video)}
+                "label": torch.tensor(q.label), "video": torch.tensor(window.video), "bad": bad}
 
 
 class TrainClips(Dataset):
@@ -68,10 +82,9 @@ class TrainClips(Dataset):
         return self.plan.epoch_size
 
     def __getitem__(self, key):
-        epoch, i = key
-        window, label = self.plan.sample(epoch, i)
-        return {"windows": torch.from_numpy(decode_window(self.plan.videos, window, self.plan.geometry.resize)),
-                "label": torch.tensor(label), "video": torch.tensor(window.video)}
+        window, label, frames, bad = decode_sample(self.plan, *key)
+        return {"windows": torch.from_numpy(frames), "label": torch.tensor(label),
+                "video": torch.tensor(window.video), "bad": bad}
 
 
 class EvalVideos(Dataset):
@@ -119,7 +132,7 @@ def _stream(dataset, sampler, *, workers: int, device: str) -> BatchStream:
         close_decoder()
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=_pin(device),
                         persistent_workers=False, prefetch_factor=4 if workers else None,
-                        worker_init_fn=_fresh_decoder, collate_fn=_collate(dataset))
+                        worker_init_fn=_quiet_worker, collate_fn=_collate(dataset))
     # Workers stop when the iterator is released (BatchStream.close drops it); without workers
     # this process's open files are closed.
     return BatchStream(iter(loader), close=None if workers else close_decoder)
@@ -129,9 +142,22 @@ def _only_item(items: list) -> dict:
     return items[0]
 
 
+def _training_batch(items: list) -> dict:
+    bad = [failure for item in items for failure in item.pop("bad")]
+    return {**default_collate(items), "bad": bad}
+
+
 def _collate(dataset):
     # Evaluation batches are single videos whose clip counts differ: hand the item over as is.
-    return _only_item if isinstance(dataset, EvalVideos) else default_collate
+    return _only_item if isinstance(dataset, EvalVideos) else _training_batch
+
+
+def _quiet_worker(_worker_id: int) -> None:
+    # A terminal's Ctrl-C (and a scheduler's SIGTERM to the group) reaches every process: the
+    # main process decides what to do and shuts the workers down, so they ignore both.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _fresh_decoder(_worker_id)
 
 
 def validate_files(videos: Sequence[Video], *, device: str, min_frames: int, skip: bool,

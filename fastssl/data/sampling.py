@@ -21,8 +21,12 @@ _ORDER_STREAM = 0
 _SAMPLE_STREAM = 1
 
 
-def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, _SAMPLE_STREAM, epoch, index])
+def sample_rng(seed: int, epoch: int, index: int, attempt: int = 0) -> np.random.Generator:
+    """The generator of sample `index` of `epoch`; attempt k > 0 is the k-th redraw after a
+    window failed to decode (a pure function of its key, so workers share no state)."""
+    if attempt == 0:
+        return np.random.default_rng([seed, _SAMPLE_STREAM, epoch, index])
+    return np.random.default_rng([seed, _SAMPLE_STREAM, epoch, index, attempt])
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,14 @@ class _EpochPlan:
     def epoch_size(self) -> int:
         return len(self.videos)
 
+    def pick(self, epoch: int, i: int, attempt: int) -> tuple[int, np.random.Generator]:
+        """The video and the generator of sample (epoch, i): the epoch's order first; a redraw
+        (attempt > 0, after a decode failure) picks any video from its own generator."""
+        rng = sample_rng(self.seed, epoch, i, attempt)
+        if attempt == 0:
+            return self.video_index(epoch, i), rng
+        return int(rng.integers(0, len(self.videos))), rng
+
     def video_index(self, epoch: int, i: int) -> int:
         cached = getattr(self, "_order", None)
         if cached is None or cached[0] != epoch:  # keep only the current epoch's order
@@ -87,9 +99,8 @@ class PretextPlan(_EpochPlan):
         self.videos, self.W, self.D, self.N, self.mode = videos, W, D, N, mode
         self.geometry, self.seed, self.train = geometry, seed, train
 
-    def sample(self, epoch: int, i: int) -> tuple[Window, Questions]:
-        v = self.video_index(epoch, i)
-        rng = sample_rng(self.seed, epoch, i)
+    def sample(self, epoch: int, i: int, attempt: int = 0) -> tuple[Window, Questions]:
+        v, rng = self.pick(epoch, i, attempt)
         start = int(rng.integers(0, self.videos[v].frames - self.W + 1))
         top, left, flip = self.geometry.crop(rng if self.train else None)
         q = sample_questions(1, self.W, self.D, self.N, self.mode, rng)
@@ -105,9 +116,8 @@ class ClipPlan(_EpochPlan):
                  train: bool = True):
         self.videos, self.D, self.geometry, self.seed, self.train = videos, D, geometry, seed, train
 
-    def sample(self, epoch: int, i: int) -> tuple[Window, int]:
-        v = self.video_index(epoch, i)
-        rng = sample_rng(self.seed, epoch, i)
+    def sample(self, epoch: int, i: int, attempt: int = 0) -> tuple[Window, int]:
+        v, rng = self.pick(epoch, i, attempt)
         start = int(rng.integers(0, self.videos[v].frames - self.D + 1))
         top, left, flip = self.geometry.crop(rng if self.train else None)
         return Window(v, start, self.D, top, left, self.geometry.size, flip), self.videos[v].label

@@ -120,3 +120,50 @@ def load_features(model: torch.nn.Module, ckpt: Checkpoint) -> int:
     except RuntimeError as e:
         raise CheckpointError(f"{ckpt.path}: its conv layers do not fit this model: {e}") from None
     return len(features)
+
+
+def numbered(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """The run's checkpoint-STEP.pt files, newest first."""
+    found = []
+    for path in Path(run_dir).glob("checkpoint-*.pt"):
+        step = path.stem.split("-", 1)[1]
+        if step.isdigit():
+            found.append((int(step), path))
+    return sorted(found, reverse=True)
+
+
+class CheckpointWriter:
+    """checkpoint-STEP.pt files, each written atomically; the last `keep` kept; checkpoint.pt
+    always the newest complete one (a hard link where the file system has them, else a copy)."""
+
+    def __init__(self, run_dir: str | os.PathLike, keep: int = 2):
+        self.dir, self.keep = Path(run_dir), max(1, keep)
+
+    def save(self, step: int, **kw) -> Path:
+        path = save_checkpoint(self.dir / f"checkpoint-{step}.pt", step=step, **kw)
+        latest = self.dir / "checkpoint.pt"
+        tmp = self.dir / "checkpoint.pt.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            import shutil
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, latest)
+        for _, old in numbered(self.dir)[self.keep:]:
+            old.unlink(missing_ok=True)
+        return path
+
+
+def newest_readable(run_dir: str | os.PathLike, report=print) -> Checkpoint | None:
+    """The newest checkpoint of a run folder that reads back whole; a damaged one is reported
+    and the one before it used. None when the folder has none."""
+    candidates = [p for _, p in numbered(run_dir)]
+    if not candidates and (Path(run_dir) / "checkpoint.pt").is_file():
+        candidates = [Path(run_dir) / "checkpoint.pt"]  # a run from before numbered checkpoints
+    for path in candidates:
+        try:
+            return read_checkpoint(path)
+        except CheckpointError as e:
+            report(f"warning: {e}; trying the one before it")
+    return None

@@ -22,6 +22,19 @@ def autocast(cfg: Config):
     return torch.autocast(device_type=torch.device(cfg.device).type, dtype=dtype)
 
 
+def set_deterministic(enabled: bool) -> None:
+    """What PyTorch needs for repeatable CUDA runs: deterministic cuDNN algorithms (no autotune),
+    deterministic kernels where they exist (warn_only: MaxPool3d's backward has none on CUDA,
+    so that op stays non-deterministic), and a fixed cuBLAS workspace. CPU runs are already
+    repeatable; this costs speed on GPUs."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def seed_everything(seed: int) -> None:
     # Only weight init and nothing else draws from torch's RNG: the data path uses its own
     # (seed, epoch, index) generators.
@@ -29,7 +42,7 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
-    """Linear warm-up over `warmup` of the run, then cosine to zero."""
+    """Linear warm-up over `warmup` of the run, then cosine to zero at `total`."""
     warm = max(1, int(round(warmup * total)))
     if step < warm:
         return (step + 1) / warm
@@ -38,14 +51,34 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 class RunLog:
-    """TensorBoard scalars + metrics.jsonl in the run folder; one call logs to both."""
+    """TensorBoard scalars + metrics.jsonl in the run folder; one call logs to both.
 
-    def __init__(self, run_dir: str | os.PathLike):
+    Resuming from a checkpoint at step S keeps what was logged up to S and drops the rest (a
+    killed run may have logged past its last checkpoint), in both, so the resumed run's logs
+    read as one uninterrupted run's."""
+
+    def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None):
         self.dir = Path(run_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.tb = SummaryWriter(str(self.dir / "tb"))
-        # A new run in the same folder starts a new log (its checkpoint is replaced too).
-        self._jsonl = open(self.dir / "metrics.jsonl", "w")
+        path = self.dir / "metrics.jsonl"
+        if resume_step is None:
+            self.tb = SummaryWriter(str(self.dir / "tb"))
+            self._jsonl = open(path, "w")
+            return
+        kept = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= resume_step:
+                        kept.append(line + "\n")
+                except (ValueError, KeyError):
+                    break  # a line cut short by the kill: nothing after it is kept
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+        # TensorBoard hides events at steps >= purge_step from earlier event files.
+        self.tb = SummaryWriter(str(self.dir / "tb"), purge_step=resume_step + 1)
+        self._jsonl = open(path, "a")
 
     def log(self, step: int, **scalars) -> None:
         for name, value in scalars.items():

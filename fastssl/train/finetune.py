@@ -18,11 +18,11 @@ from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.data.sampling import ClipPlan
 from fastssl.models import build_classifier
-from fastssl.train.checkpoints import checkpoint_for_init, load_features
-from fastssl.train.common import RunLog, autocast, seed_everything
+from fastssl.train.checkpoints import Checkpoint, checkpoint_for_init, load_features
+from fastssl.train.common import RunLog, autocast, seed_everything, set_deterministic
 from fastssl.train.inputs import labelled_clips, single_clips
-from fastssl.train.loop import train_steps
-from fastssl.train.rundir import start_run_dir
+from fastssl.train.loop import TrainState, restore, train_steps
+from fastssl.train.rundir import continue_run_dir, start_run_dir
 
 # The monitoring set: at most this many held-out clips and this many bytes of uint8 frames.
 MONITOR_CLIPS = 512
@@ -30,28 +30,35 @@ MONITOR_BYTES = 256 << 20
 MONITOR_SEED = 20240602
 
 
-def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force: bool = False) -> dict:
-    run_dir = start_run_dir(cfg.out, cfg, force=force)
+def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force: bool = False,
+             resume: Checkpoint | None = None, report=print) -> dict:
+    run_dir = continue_run_dir(cfg.out, cfg) if resume else start_run_dir(cfg.out, cfg, force=force)
+    set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     model = build_classifier(cfg, dataset.num_classes)
-    if cfg.init:
+    if cfg.init and resume is None:
         load_features(model, checkpoint_for_init(cfg.init, cfg))
     plan = ClipPlan(dataset.train, D=cfg.D, geometry=cfg.geometry(), seed=cfg.seed)
     total = cfg.total_steps(plan.epoch_size)
     optimizer = torch.optim.Adam([
         {"params": model.features.parameters(), "lr": cfg.lr_conv, "base_lr": cfg.lr_conv, "name": "conv"},
         {"params": model.classifier.parameters(), "lr": cfg.lr_fc, "base_lr": cfg.lr_fc, "name": "fc"}])
-    loader = loaders.get(cfg.loader)
-    monitor = HeldOutClips(cfg, dataset) if cfg.eval_every and dataset.test else None
-    log = RunLog(run_dir)
+    scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")
+    start = restore(resume, model, optimizer, scaler, cfg.device) if resume else TrainState()
+    monitor = HeldOutClips(cfg, dataset) if cfg.eval_every and dataset.test and start.step < total else None
+    log = RunLog(run_dir, resume_step=start.step if resume else None)
+    last = {}
     try:
-        with loader.clip_batches(plan, cfg.batch_size, device=cfg.device, workers=cfg.workers,
-                                 decoders=cfg.decoders) as batches:
-            last = train_steps(cfg, model=model, optimizer=optimizer, batches=batches, total=total,
-                               inputs=labelled_clips, kind="classifier", prefix="finetune",
-                               run_dir=run_dir, log=log, progress=progress,
-                               checkpoint_extra={"classes": "\n".join(dataset.classes)},
-                               monitor=monitor, desc="finetune" + ("" if cfg.init else " (scratch)"))
+        if start.step < total:
+            with loaders.get(cfg.loader).clip_batches(
+                    plan, cfg.batch_size, device=cfg.device, workers=cfg.workers,
+                    decoders=cfg.decoders, start_step=start.step) as batches:
+                last = train_steps(cfg, model=model, optimizer=optimizer, batches=batches, total=total,
+                                   inputs=labelled_clips, kind="classifier", prefix="finetune",
+                                   run_dir=run_dir, log=log, videos=plan.videos, scaler=scaler,
+                                   start=start, checkpoint_extra={"classes": "\n".join(dataset.classes)},
+                                   monitor=monitor, progress=progress, report=report,
+                                   desc="finetune" + ("" if cfg.init else " (scratch)"))
     finally:
         log.close()
     return {"steps": total, "checkpoint": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir),

@@ -1,9 +1,10 @@
 """The pretext loop: find the clip whose frames are out of order (RP / SS / PB).
 
     fastssl pretrain --data DATA --out runs/rp --mode rp
+    fastssl pretrain --resume runs/rp                    # after Ctrl-C, a kill, a crash
 
 The loop itself is `loop.train_steps`; this module sets up the SiameseNet, the question plan and
-the optimizer, and scores the result on held-out questions.
+the optimizer (or restores them from a checkpoint), and scores the result on held-out questions.
 """
 from __future__ import annotations
 
@@ -16,18 +17,21 @@ from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.data.sampling import PretextPlan
 from fastssl.models import SiameseNet, build_siamese
-from fastssl.train.common import RunLog, autocast, seed_everything
+from fastssl.train.checkpoints import Checkpoint
+from fastssl.train.common import RunLog, autocast, seed_everything, set_deterministic
 from fastssl.train.inputs import question_clips
-from fastssl.train.loop import train_steps
+from fastssl.train.loop import TrainState, restore, train_steps
 from fastssl.train.progress import Progress
-from fastssl.train.rundir import start_run_dir
+from fastssl.train.rundir import continue_run_dir, start_run_dir
 
 # Held-out questions use a fixed seed, not the run's: every run is scored on the same questions.
 EVAL_SEED = 20240601
 
 
-def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force: bool = False) -> dict:
-    run_dir = start_run_dir(cfg.out, cfg, force=force)
+def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force: bool = False,
+             resume: Checkpoint | None = None, report=print) -> dict:
+    run_dir = continue_run_dir(cfg.out, cfg) if resume else start_run_dir(cfg.out, cfg, force=force)
+    set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     plan = PretextPlan(dataset.train, W=cfg.W, D=cfg.D, N=cfg.N, mode=cfg.mode, geometry=cfg.geometry(),
                        seed=cfg.seed, train=True)
@@ -35,14 +39,18 @@ def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force
     model = build_siamese(cfg)
     optimizer = torch.optim.Adam([{"params": model.parameters(), "lr": cfg.lr, "base_lr": cfg.lr,
                                    "name": "all"}])
-    loader = loaders.get(cfg.loader)
-    log = RunLog(run_dir)
+    scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")
+    start = restore(resume, model, optimizer, scaler, cfg.device) if resume else TrainState()
+    log = RunLog(run_dir, resume_step=start.step if resume else None)
     try:
-        with loader.pretext_batches(plan, cfg.batch_size, device=cfg.device, workers=cfg.workers,
-                                    decoders=cfg.decoders) as batches:
-            train_steps(cfg, model=model, optimizer=optimizer, batches=batches, total=total,
-                        inputs=question_clips, kind="pretext", prefix="pretext", run_dir=run_dir,
-                        log=log, progress=progress, desc=f"pretrain {cfg.mode}")
+        if start.step < total:
+            with loaders.get(cfg.loader).pretext_batches(
+                    plan, cfg.batch_size, device=cfg.device, workers=cfg.workers,
+                    decoders=cfg.decoders, start_step=start.step) as batches:
+                train_steps(cfg, model=model, optimizer=optimizer, batches=batches, total=total,
+                            inputs=question_clips, kind="pretext", prefix="pretext", run_dir=run_dir,
+                            log=log, videos=plan.videos, scaler=scaler, start=start,
+                            progress=progress, desc=f"pretrain {cfg.mode}", report=report)
         result = evaluate_pretext(model, cfg, dataset, progress=progress)
         log.log(total, **{"heldout/pretext_accuracy": result["pretext_accuracy"]})
     finally:

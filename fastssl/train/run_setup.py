@@ -17,7 +17,9 @@ from fastssl.data import loaders
 from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset
 from fastssl.models.alexnet3d import MIN_FRAMES
 from fastssl.pretext import MODES, check_sizes
-from fastssl.train.checkpoints import Checkpoint, CheckpointError, checkpoint_for_init, read_checkpoint
+from fastssl.train.checkpoints import (Checkpoint, CheckpointError, checkpoint_for_init, newest_readable,
+                                      read_checkpoint)
+from fastssl.train.common import lr_factor
 from fastssl.train.rundir import RunDirError, check_run_dir
 
 DEVICES = ("cpu", "cuda")
@@ -161,7 +163,7 @@ def describe(cfg: Config, dataset: VideoDataset) -> str:
 def setup_training(command: str, *, skip_bad: bool = False, force: bool = False, report=print,
                    **options) -> tuple[Config, VideoDataset]:
     """pretrain / finetune: options -> (Config, dataset), every check done before any work."""
-    cfg = build_config(command, report=report, **options)
+    cfg = build_config(command, report=report, skip_bad=skip_bad, **options)
     check_out(cfg.out, force=force)
     if cfg.init is not None:
         try:
@@ -174,6 +176,60 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     dataset = load_inputs(cfg, skip_bad=skip_bad, report=report)
     report(describe(cfg, dataset))
     return cfg, dataset
+
+
+# What `--resume` may change: everything else is the run's saved config.
+RESUME_OPTIONS = ("steps", "workers", "decoders", "device")
+
+
+def setup_resume(command: str, run_dir: str, *, steps: int | None = None, workers: int | None = None,
+                 decoders: int | None = None, device: str | None = None,
+                 report=print) -> tuple[Config, VideoDataset, Checkpoint, bool]:
+    """Continue RUN_DIR from its newest complete checkpoint with its saved config; returns
+    (config, dataset, checkpoint, finished). A raised --steps re-plans the cosine schedule from
+    the checkpoint's step."""
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise SetupError(f"{run_dir}: no config.json, so not a fastssl run folder", "--resume")
+    try:
+        cfg = Config.load(config_path)
+    except (ValueError, TypeError) as e:
+        raise SetupError(f"{config_path}: unreadable ({e})", "--resume") from None
+    if cfg.command != command:
+        raise SetupError(f"{run_dir} is a `fastssl {cfg.command}` run; resume it with that command",
+                         "--resume")
+    ckpt = newest_readable(run_dir, report=report)
+    if ckpt is None:
+        raise SetupError(f"{run_dir} has no checkpoint yet, so there is nothing to resume; start it "
+                         "again (with --force to reuse the folder)", "--resume")
+    changes = {}
+    if device is not None and device != cfg.device:
+        runtime = runtime_values(device=device, loader=cfg.loader, report=report)
+        changes.update(device=runtime["device"], precision=default_precision(runtime["device"]))
+        report(f"resuming on {device} (was {cfg.device}): the run continues, but not bit for bit")
+    if workers is not None:
+        changes["workers"] = workers
+    if decoders is not None:
+        changes["decoders"] = decoders
+    cfg = dataclasses.replace(cfg, out=run_dir, **changes)
+    dataset = load_inputs(cfg, skip_bad=cfg.skip_bad, report=report)
+    epoch_size = len(dataset.train)
+    if steps is not None:
+        old_total = cfg.total_steps(epoch_size)
+        if steps < ckpt.step:
+            raise SetupError(f"the run is at step {ckpt.step} already; --steps must be at least that",
+                             "--steps")
+        if steps != old_total:
+            before = lr_factor(ckpt.step, old_total, cfg.warmup)
+            cfg = dataclasses.replace(cfg, steps=steps, epochs=None)
+            report(f"--steps {steps}: from step {ckpt.step} on, the learning rate follows the cosine "
+                   f"schedule of a {steps}-step run (factor {before:.3g} -> "
+                   f"{lr_factor(ckpt.step, steps, cfg.warmup):.3g} of the peak)")
+    finished = ckpt.step >= cfg.total_steps(epoch_size)
+    report(f"resuming {run_dir} from {os.path.basename(ckpt.path)} (step {ckpt.step} of "
+           f"{cfg.total_steps(epoch_size)})")
+    report(describe(cfg, dataset))
+    return cfg, dataset, ckpt, finished
 
 
 def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batch_size: int | None = None,

@@ -9,6 +9,7 @@ from fastssl.config import Config
 
 # Everything a run (or an evaluation) writes into its folder; --force removes exactly these.
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "eval.json", "tb")
+# ... and checkpoint-STEP.pt, checkpoint.pt.tmp (see existing_run_files)
 
 
 class RunDirError(ValueError):
@@ -47,5 +48,12 @@ def start_run_dir(out: str | os.PathLike, cfg: Config, *, force: bool = False) -
     clear_run_dir(out)
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.dump(run_dir)
+    return run_dir
+
+
+def continue_run_dir(out: str | os.PathLike, cfg: Config) -> Path:
+    """A resumed run: same folder, its config re-dumped (steps or workers may have changed)."""
+    run_dir = Path(out)
     cfg.dump(run_dir)
     return run_dir
