@@ -87,8 +87,10 @@ training_options = _options(
     click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="Train for this many passes over the training videos instead of --steps."),
     click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                 help="Questions per step in pretrain, clips per step in finetune "
-                      "(default from the preset; at least 2, for BatchNorm)."),
+                 help="Questions per step in pretrain, clips per step in finetune (default from "
+                      "the preset). The global batch: under torchrun each of R ranks takes 1/R of "
+                      "it, so it must divide by R (x --accumulate) leaving at least 2 each, for "
+                      "BatchNorm; learning rates stay as for one process."),
     click.option("--seed", type=int, default=0, show_default=True,
                  help="Seeds weight init and every data choice (video, window, crop, flip, question)."),
     click.option("--size", type=click.IntRange(min=64), default=None,
@@ -123,6 +125,12 @@ long_run_options = _options(
     click.option("--skip-nonfinite", is_flag=True, default=None,
                  help="Skip batches whose loss is NaN/Inf (counted) instead of stopping the run at "
                       "the first one. Costs a CPU-GPU sync per step."),
+    click.option("--accumulate", type=click.IntRange(min=1), default=None,
+                 help="Micro-batches per optimizer step (default 1): the same step as one big "
+                      "batch, in less memory. --batch-size stays the whole step's batch."),
+    click.option("--sync-bn", is_flag=True, default=None,
+                 help="Data parallel on CUDA: BatchNorm statistics over all ranks (SyncBatchNorm) "
+                      "instead of each rank's own (the default)."),
     click.option("--deterministic", is_flag=True, default=None,
                  help="CUDA: deterministic cuDNN and cuBLAS choices (slower; see the README for "
                       "what stays non-deterministic). CPU runs are deterministic already."),
@@ -150,10 +158,19 @@ def _usage_errors(call):
         raise click.UsageError(str(e)) from None
 
 
+def _quiet_other_ranks() -> None:
+    """Under torchrun only rank 0 talks: the others' stdout goes nowhere (errors still show)."""
+    from fastssl.train import distributed
+    if not distributed.from_env().is_main:
+        sys.stdout = open(os.devnull, "w")
+
+
 def _train(ctx, command: str, run, kw: dict) -> dict:
     """Set up (or resume) a training run and run it; a run stopped early exits with its code
     after saying why and how to continue."""
+    from fastssl.train import distributed
     from fastssl.train.guard import RunStopped
+    _quiet_other_ranks()
     from fastssl.train.run_setup import RESUME_OPTIONS, setup_resume, setup_training
     resume_dir = kw.pop("resume")
     force = kw.pop("force")
@@ -178,15 +195,20 @@ def _train(ctx, command: str, run, kw: dict) -> dict:
         cfg, dataset = _usage_errors(lambda: setup_training(command, force=force, report=click.echo, **kw))
         if command == "finetune" and cfg.init is None:
             click.echo("no --init: training from scratch")
+    d = distributed.from_env()
     try:
-        return run(cfg, dataset, force=force, resume=ckpt, report=_report)
+        return run(cfg, dataset, force=force, resume=ckpt, report=_report, dist=d)
     except RunStopped as stop:
-        click.echo(stop.decision.message, err=True)
-        if stop.checkpoint:
-            click.echo(f"checkpoint: {stop.checkpoint}", err=True)
-        if stop.decision.stop != "non-finite":
-            click.echo(f"continue with: fastssl {command} --resume {cfg.out}", err=True)
+        if d.is_main:
+            click.echo(stop.decision.message, err=True)
+            if stop.checkpoint:
+                click.echo(f"checkpoint: {stop.checkpoint}", err=True)
+            if stop.decision.stop != "non-finite":
+                launch = "torchrun ... -m fastssl" if d.enabled else "fastssl"
+                click.echo(f"continue with: {launch} {command} --resume {cfg.out}", err=True)
         ctx.exit(stop.decision.exit_code)
+    finally:
+        distributed.shutdown()
 
 
 def _heldout_logged(run_dir: str) -> bool:
@@ -349,31 +371,49 @@ def finetune(ctx, **kw):
 @data_options(required=True)
 @out_options("eval.json (accuracies, per-video predictions, confusion matrix) and config.json")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Clips (or questions) per forward pass (default: the checkpoint's).")
+              help="Clips (or questions) per forward pass, per rank under torchrun "
+                   "(default: the checkpoint's).")
+@click.option("--shuffle-frames", "shuffle_seed", type=int, default=None, metavar="SEED",
+              help="Shuffle the frames of every test clip (seeded by SEED and the video) before "
+                   "classifying it: the accuracy drop shows how much the model relies on "
+                   "temporal order. Classifier checkpoints only.")
 @runtime_options
-def evaluate(checkpoint, **kw):
+def evaluate(checkpoint, shuffle_seed, **kw):
     """Clip and video accuracy on the test split (or pretext accuracy for a pretext checkpoint).
 
     The model, its sizes and the split come from the checkpoint (another split's test list
     overlaps this one's training videos); the options only say where and how to run it.
     """
+    from fastssl.train import distributed
     from fastssl.train.evaluate import evaluate as run
     from fastssl.train.run_setup import setup_evaluation
+    _quiet_other_ranks()
     ckpt, cfg, dataset = _usage_errors(lambda: setup_evaluation(checkpoint, report=click.echo, **kw))
-    result = run(ckpt, cfg, dataset, force=kw["force"])
+    if shuffle_seed is not None and ckpt.kind != "classifier":
+        raise click.BadParameter("shuffling frames tests a classifier; this is a pretext checkpoint "
+                                 "(whose task is the frame order itself)", param_hint="--shuffle-frames")
+    try:
+        result = run(ckpt, cfg, dataset, force=kw["force"], shuffle_seed=shuffle_seed,
+                     dist=distributed.from_env())
+    finally:
+        distributed.shutdown()
     if result["kind"] == "pretext":
         click.echo(f"pretext accuracy on held-out questions: {result['pretext_accuracy']:.3f} "
                    f"(chance {result['chance']:.3f}, {result['questions']} questions)")
     else:
-        click.echo(f"clip accuracy: {result['clip_accuracy']:.3f}  video accuracy: "
+        shuffled = " (frames shuffled)" if shuffle_seed is not None else ""
+        click.echo(f"clip accuracy{shuffled}: {result['clip_accuracy']:.3f}  video accuracy: "
                    f"{result['video_accuracy']:.3f}  ({result['clips']} clips, {result['videos']} videos, "
                    f"chance {result['chance']:.3f})")
     click.echo(f"results: {os.path.join(cfg.out, 'eval.json')}")
 
 
-from fastssl.cli_bench import bench  # noqa: E402  (its own module: the bench has many options)
+# Commands with many options of their own live in their own modules.
+from fastssl.cli_bench import bench  # noqa: E402
+from fastssl.cli_prepare import prepare  # noqa: E402
 
 main.add_command(bench)
+main.add_command(prepare)
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,8 @@ class Config:
     max_bad_fraction: float = 0.05      # stop when more of a split's videos fail to decode mid-run
     skip_nonfinite: bool = False        # skip batches whose loss is NaN/Inf instead of stopping
     deterministic: bool = False         # CUDA: deterministic cuDNN/cuBLAS choices (slower)
+    accumulate: int = 1                 # micro-batches per optimizer step (batch_size is the whole step)
+    sync_bn: bool = False               # data parallel on CUDA: SyncBatchNorm across ranks
     eval_questions: int = 4            # held-out questions per test video (pretext evaluation)
     mean: tuple = (114.8, 107.7, 99.4)  # 0-255 units (Kinetics/UCF101 statistics used by C3D ports)
     std: tuple = (58.4, 57.1, 57.4)

@@ -2,20 +2,30 @@
 
     ROOT/videos/<Class>/v_<Class>_gXX_cYY.<ext>
     ROOT/classInd.txt        "1 ClassName" per line (1-based, as UCF101)
-    ROOT/trainlist01.txt     "Class/v_Class_g08_c01.avi 1" (path relative to videos/, label optional)
-    ROOT/testlist01.txt      "Class/v_Class_g01_c01.avi"
+    ROOT/trainlist0S.txt     "Class/v_Class_g08_c01.avi 1" (path relative to videos/, label optional)
+    ROOT/testlist0S.txt      "Class/v_Class_g01_c01.avi"          (S = split 1, 2 or 3)
     ROOT/index.csv           path (relative to ROOT), frames, fps, codec, width, height, class
+    ROOT/fastssl_dataset.json  the stamp: written by `synth`/`prepare` (see `write_stamp`)
 
-The index is written once (by `synth` or `prepare`) so loaders never probe files again.
+The index is written once (by `synth` or `prepare`) so loaders never probe files again. A folder
+whose stamp matches its lists is trusted; any other folder (hand-made, or edited after it was
+written) gets a header-only check of every listed file at load, so a wrong line is a usage error
+naming the file and line before any work, never a traceback from a worker. Paths in the lists
+and the index never leave ROOT (`videos/` itself may be a symlink to elsewhere).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 INDEX_FIELDS = ["path", "frames", "fps", "codec", "width", "height", "class"]
+STAMP = "fastssl_dataset.json"
+STAMP_FORMAT = 1
+SPLITS = (1, 2, 3)
 
 
 class DatasetError(ValueError):
@@ -41,15 +51,18 @@ class VideoDataset:
     classes: list[str]
     train: list[Video]
     test: list[Video]
+    split: int = 1              # which trainlist0S/testlist0S these lists came from
+    unlabelled: bool = False    # one pseudo-class: pretext training only (no finetune/evaluate)
+    stamped: bool = False       # written by fastssl (stamp matches); False: checked at load
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def split(self, name: str) -> list[Video]:
-        if name not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', not {name!r}")
-        return self.train if name == "train" else self.test
+
+def split_files(split: int) -> tuple[str, str]:
+    """('trainlist0S.txt', 'testlist0S.txt') for split S."""
+    return f"trainlist{split:02d}.txt", f"testlist{split:02d}.txt"
 
 
 def write_index(root: str | os.PathLike, rows: list[dict]) -> Path:
@@ -65,68 +78,222 @@ def write_index(root: str | os.PathLike, rows: list[dict]) -> Path:
     return path
 
 
-def write_splits(root: str | os.PathLike, classes: list[str], train: list[str], test: list[str]) -> None:
-    """Write classInd.txt, trainlist01.txt and testlist01.txt; paths are relative to videos/."""
+def write_splits(root: str | os.PathLike, classes: list[str], train: list[str], test: list[str],
+                 split: int = 1) -> None:
+    """Write classInd.txt, trainlist0S.txt and testlist0S.txt (S = split); paths are relative
+    to videos/ and start with the class folder."""
     root = Path(root)
     label = {c: i + 1 for i, c in enumerate(classes)}
+    train_name, test_name = split_files(split)
     (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    (root / "trainlist01.txt").write_text("".join(f"{p} {label[p.split('/')[0]]}\n" for p in train))
-    (root / "testlist01.txt").write_text("".join(f"{p}\n" for p in test))
+    (root / train_name).write_text("".join(f"{p} {label[p.split('/')[0]]}\n" for p in train))
+    (root / test_name).write_text("".join(f"{p}\n" for p in test))
 
 
-def _read_lines(path: Path) -> list[str]:
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stamped_files(root: Path) -> list[str]:
+    names = ["classInd.txt", "index.csv"]
+    for s in SPLITS:
+        names += [n for n in split_files(s) if (root / n).is_file()]
+    return names
+
+
+def write_stamp(root: str | os.PathLike, tool: str, *, unlabelled: bool = False) -> Path:
+    """Mark ROOT as written by fastssl `tool` ('synth', 'prepare'): call it last, after
+    index.csv and the lists. The stamp holds their checksums, so a folder edited afterwards is
+    checked at load like a hand-made one."""
+    root = Path(root)
+    stamp = {"written_by": f"fastssl {tool}", "format": STAMP_FORMAT, "unlabelled": bool(unlabelled),
+             "splits": [s for s in SPLITS if all((root / n).is_file() for n in split_files(s))],
+             "sha256": {n: _sha256(root / n) for n in _stamped_files(root)}}
+    path = root / STAMP
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(stamp, indent=1) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_stamp(root: str | os.PathLike) -> tuple[dict | None, bool]:
+    """(stamp or None, whether it still matches the files it covers)."""
+    path = Path(root) / STAMP
+    try:
+        stamp = json.loads(path.read_text())
+        sums = stamp["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, False
+    try:
+        ok = (stamp.get("format") == STAMP_FORMAT and isinstance(sums, dict)
+              and sorted(sums) == sorted(_stamped_files(Path(root)))
+              and all(_sha256(Path(root) / n) == h for n, h in sums.items()))
+    except OSError:
+        ok = False
+    return stamp, ok
+
+
+def available_splits(root: str | os.PathLike) -> list[int]:
+    """The splits S for which ROOT has both trainlist0S.txt and testlist0S.txt."""
+    return [s for s in SPLITS if all((Path(root) / n).is_file() for n in split_files(s))]
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped line) for the non-empty lines of a list file."""
     if not path.is_file():
         raise DatasetError(f"{path}: missing (expected a dataset made by `fastssl synth` or `fastssl prepare`)")
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read: {e}") from None
+    return [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
 
 
-def load_dataset(root: str | os.PathLike) -> VideoDataset:
-    """Read a dataset folder; raise DatasetError naming the file and the problem."""
+def _relative(rel: str, where: str) -> None:
+    p = PurePosixPath(rel)
+    if not rel or p.is_absolute() or rel.startswith("\\") or (len(rel) > 1 and rel[1] == ":"):
+        raise DatasetError(f"{where}: {rel!r} is not a path relative to the dataset folder")
+    if ".." in p.parts or "\\" in rel:
+        raise DatasetError(f"{where}: {rel!r} leaves the dataset folder ('..' or '\\' in the path)")
+
+
+def safe_path(root: Path, rel: str, where: str) -> Path:
+    """ROOT/rel, refusing anything that could leave ROOT: absolute paths, '..' components, and
+    symlinks resolving outside ROOT (ROOT/videos may itself link elsewhere: inside it is fine).
+    `root` must already be resolved. `where` ("file:line") goes into the message."""
+    _relative(rel, where)
+    full = root / rel
+    real = Path(os.path.realpath(full))
+    allowed = [root, Path(os.path.realpath(root / "videos"))]
+    if not any(real == a or a in real.parents for a in allowed):
+        raise DatasetError(f"{where}: {rel!r} resolves to {real}, outside the dataset folder "
+                           f"(a symlink out of {root} is refused)")
+    return full
+
+
+def _header_frames(path: str) -> tuple[int | None, str | None]:
+    """(frame count from the container, or None when it has none, error or None). Opens and
+    demuxes only: no decoding. Containers without a count (WebM/Matroska) are counted by packets."""
+    import av  # lazy: reading a stamped folder needs no PyAV
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                return None, "has no video stream"
+            stream = container.streams.video[0]
+            if stream.frames > 0:
+                return stream.frames, None
+            return sum(1 for pkt in container.demux(stream) if pkt.size), None
+    except (av.error.FFmpegError, OSError) as e:
+        return None, f"cannot be opened as a video: {e}"
+
+
+def check_index(videos_by_line: list[tuple[str, Video]]) -> None:
+    """The header-only check of an unstamped folder: each listed file exists, opens, has a video
+    stream and as many frames as index.csv says. Raises DatasetError naming file and line."""
+    for where, v in videos_by_line:
+        if not os.path.isfile(v.path):
+            raise DatasetError(f"{where}: {v.path}: file is missing")
+        frames, error = _header_frames(v.path)
+        if error:
+            raise DatasetError(f"{where}: {v.path}: {error}")
+        if frames != v.frames:
+            raise DatasetError(f"{where}: {v.path}: index.csv says {v.frames} frames, the file has {frames}")
+
+
+def load_dataset(root: str | os.PathLike, split: int = 1, *, check: bool | None = None) -> VideoDataset:
+    """Read split `split` (1..3) of a dataset folder; raise DatasetError naming file and line.
+
+    check: None (default) checks every listed file's header when the folder carries no stamp
+    that matches its lists; True always checks; False never does."""
     root = Path(root).resolve()
     if not root.is_dir():
         raise DatasetError(f"{root}: dataset folder does not exist")
+    if split not in SPLITS:
+        raise DatasetError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    stamp, stamped = read_stamp(root)
     classes = []
-    for n, line in enumerate(_read_lines(root / "classInd.txt"), 1):
+    for n, line in _read_lines(root / "classInd.txt"):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetError(f"{root / 'classInd.txt'}:{n}: expected '<index> <ClassName>', got {line!r}")
+        if int(parts[0]) != len(classes) + 1:
+            raise DatasetError(f"{root / 'classInd.txt'}:{n}: expected index {len(classes) + 1}, got {parts[0]}")
+        if parts[1] in classes:
+            raise DatasetError(f"{root / 'classInd.txt'}:{n}: class {parts[1]!r} listed twice")
         classes.append(parts[1])
+    if not classes:
+        raise DatasetError(f"{root / 'classInd.txt'}: lists no classes")
     label_of = {c: i for i, c in enumerate(classes)}
+
+    train_name, test_name = split_files(split)
+    for name in (train_name, test_name):
+        if not (root / name).is_file():
+            have = available_splits(root)
+            raise DatasetError(f"{root / name}: missing: this folder has split(s) {have or 'none'}, not {split}")
 
     index_path = root / "index.csv"
     if not index_path.is_file():
         raise DatasetError(f"{index_path}: missing (every loader reads it; `synth`/`prepare` write it)")
-    by_rel = {}
+    by_rel: dict[str, tuple[str, Video]] = {}
     with open(index_path, newline="") as f:
         reader = csv.DictReader(f)
         missing = set(INDEX_FIELDS) - set(reader.fieldnames or [])
         if missing:
             raise DatasetError(f"{index_path}: missing columns {sorted(missing)}")
         for n, row in enumerate(reader, 2):
+            where = f"{index_path}:{n}"
+            if None in row or any(row[k] is None for k in INDEX_FIELDS):
+                raise DatasetError(f"{where}: expected {len(INDEX_FIELDS)} columns ({', '.join(INDEX_FIELDS)})")
+            rel = row["path"]
+            full = safe_path(root, rel, where)
             try:
-                video = Video(path=str(root / row["path"]), rel=row["path"], frames=int(row["frames"]),
+                video = Video(path=str(full), rel=rel, frames=int(row["frames"]),
                               fps=float(row["fps"]), codec=row["codec"], width=int(row["width"]),
                               height=int(row["height"]), class_name=row["class"],
                               label=label_of[row["class"]])
             except KeyError:
-                raise DatasetError(f"{index_path}:{n}: class {row['class']!r} is not in classInd.txt") from None
+                raise DatasetError(f"{where}: class {row['class']!r} is not in classInd.txt") from None
             except ValueError as e:
-                raise DatasetError(f"{index_path}:{n}: {e}") from None
-            by_rel[row["path"]] = video
+                raise DatasetError(f"{where}: {e}") from None
+            if video.frames < 1 or not video.fps > 0:
+                raise DatasetError(f"{where}: frames and fps must be positive, got {row['frames']}, {row['fps']}")
+            if rel in by_rel:
+                raise DatasetError(f"{where}: {rel} is listed twice (first at {by_rel[rel][0]})")
+            by_rel[rel] = (where, video)
 
-    def split(name: str) -> list[Video]:
+    checked: list[tuple[str, Video]] = []
+
+    def read_list(name: str, labelled: bool) -> list[Video]:
         videos = []
-        for n, line in enumerate(_read_lines(root / name), 1):
-            rel = "videos/" + line.split()[0]
+        for n, line in _read_lines(root / name):
+            where = f"{root / name}:{n}"
+            parts = line.split()
+            if len(parts) > (2 if labelled else 1):
+                raise DatasetError(f"{where}: expected '<Class/file>{' [label]' if labelled else ''}' "
+                                   f"(no spaces in names), got {line!r}")
+            _relative(parts[0], where)
+            rel = "videos/" + parts[0]
+            safe_path(root, rel, where)
             if rel not in by_rel:
-                raise DatasetError(f"{root / name}:{n}: {line.split()[0]} is not in index.csv")
-            videos.append(by_rel[rel])
+                raise DatasetError(f"{where}: {parts[0]} is not in index.csv")
+            video = by_rel[rel][1]
+            if len(parts) == 2:
+                if not parts[1].isdigit():
+                    raise DatasetError(f"{where}: label {parts[1]!r} is not a number")
+                if int(parts[1]) != video.label + 1:
+                    raise DatasetError(f"{where}: label {parts[1]} but index.csv puts {parts[0]} in class "
+                                       f"{video.class_name!r} ({video.label + 1} in classInd.txt)")
+            videos.append(video)
+            checked.append((f"{by_rel[rel][0]} (listed at {where})", video))
         if not videos:
             raise DatasetError(f"{root / name}: no videos listed")
         return videos
 
-    return VideoDataset(root=str(root), classes=classes, train=split("trainlist01.txt"),
-                        test=split("testlist01.txt"))
+    train, test = read_list(train_name, True), read_list(test_name, False)
+    if check or (check is None and not stamped):
+        check_index(checked)
+    return VideoDataset(root=str(root), classes=classes, train=train, test=test, split=split,
+                        unlabelled=bool(stamp and stamp.get("unlabelled")), stamped=stamped)
 
 
 def check_videos(videos: list[Video], min_frames: int, *, skip: bool, what: str,

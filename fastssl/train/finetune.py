@@ -21,8 +21,9 @@ from fastssl.models import build_classifier
 from fastssl.train.checkpoints import Checkpoint, checkpoint_for_init, load_features
 from fastssl.train.common import RunLog, autocast, seed_everything, set_deterministic
 from fastssl.train.inputs import labelled_clips, single_clips
+from fastssl.train.distributed import Dist, data_parallel
 from fastssl.train.loop import TrainState, restore, train_steps
-from fastssl.train.rundir import continue_run_dir, start_run_dir
+from fastssl.train.rundir import prepare_run_dir
 
 # The monitoring set: at most this many held-out clips and this many bytes of uint8 frames.
 MONITOR_CLIPS = 512
@@ -31,8 +32,8 @@ MONITOR_SEED = 20240602
 
 
 def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force: bool = False,
-             resume: Checkpoint | None = None, report=print) -> dict:
-    run_dir = continue_run_dir(cfg.out, cfg) if resume else start_run_dir(cfg.out, cfg, force=force)
+             resume: Checkpoint | None = None, report=print, dist: Dist = Dist()) -> dict:
+    run_dir = prepare_run_dir(cfg, resume=resume, force=force, dist=dist)
     set_deterministic(cfg.deterministic)
     seed_everything(cfg.seed)
     model = build_classifier(cfg, dataset.num_classes)
@@ -45,22 +46,25 @@ def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force
         {"params": model.classifier.parameters(), "lr": cfg.lr_fc, "base_lr": cfg.lr_fc, "name": "fc"}])
     scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")
     start = restore(resume, model, optimizer, scaler, cfg.device) if resume else TrainState()
-    monitor = HeldOutClips(cfg, dataset) if cfg.eval_every and dataset.test and start.step < total else None
-    log = RunLog(run_dir, resume_step=start.step if resume else None)
+    monitor = (HeldOutClips(cfg, dataset) if cfg.eval_every and dataset.test and start.step < total
+               and dist.is_main else None)
+    log = RunLog(run_dir, resume_step=start.step if resume else None) if dist.is_main else None
     last = {}
     try:
         if start.step < total:
             with loaders.get(cfg.loader).clip_batches(
-                    plan, cfg.batch_size, device=cfg.device, workers=cfg.workers,
-                    decoders=cfg.decoders, start_step=start.step) as batches:
-                last = train_steps(cfg, model=model, optimizer=optimizer, batches=batches, total=total,
+                    plan, cfg.batch_size, device=cfg.device, workers=cfg.workers, decoders=cfg.decoders,
+                    start_step=start.step, rank=dist.rank, world_size=dist.world_size) as batches:
+                last = train_steps(cfg, model=data_parallel(model, cfg, dist), optimizer=optimizer,
+                                   batches=batches, total=total,
                                    inputs=labelled_clips, kind="classifier", prefix="finetune",
                                    run_dir=run_dir, log=log, videos=plan.videos, scaler=scaler,
                                    start=start, checkpoint_extra={"classes": "\n".join(dataset.classes)},
                                    monitor=monitor, progress=progress, report=report,
-                                   desc="finetune" + ("" if cfg.init else " (scratch)"))
+                                   desc="finetune" + ("" if cfg.init else " (scratch)"), dist=dist)
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     return {"steps": total, "checkpoint": str(run_dir / "checkpoint.pt"), "run_dir": str(run_dir),
             "heldout_clip_accuracy": last.get("heldout/clip_accuracy")}
 

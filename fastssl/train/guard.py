@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from fastssl.config import Config
+from fastssl.train.distributed import Dist, gather_objects, host_max
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 # Test-only: make the loss of this (1-based) step NaN, to exercise the non-finite path.
@@ -79,11 +80,20 @@ class BadVideos:
 
     def note(self, failures) -> None:
         for v, reason in failures:
-            path = self.videos[int(v)].path
-            if path not in self.found:
-                self.found[path] = reason
-                self.report(f"bad video ({len(self.found)} so far), redrawn and skipped from now on:\n"
-                            f"  {reason}")
+            self.add(self.videos[int(v)].path, reason)
+
+    def add(self, path: str, reason: str) -> None:
+        if path not in self.found:
+            self.found[path] = reason
+            self.report(f"bad video ({len(self.found)} so far), redrawn and skipped from now on:\n"
+                        f"  {reason}")
+
+    def merge(self, d: Dist) -> None:
+        """Data parallel: every rank learns the bad videos the others met (at log points)."""
+        if d.enabled:
+            for found in gather_objects(self.found, d):
+                for path, reason in found.items():
+                    self.add(path, reason)
 
     @property
     def count(self) -> int:
@@ -120,8 +130,8 @@ def injected_nan_step() -> int | None:
 
 
 class RunGuard:
-    def __init__(self, cfg: Config, total: int, videos, *, report=print, known_bad=None):
-        self.cfg, self.total = cfg, total
+    def __init__(self, cfg: Config, total: int, videos, *, report=print, known_bad=None, dist: Dist = Dist()):
+        self.cfg, self.total, self.dist = cfg, total, dist
         self.signals = SignalWatch()
         self.bad = BadVideos(videos, cfg.max_bad_fraction, report=report, known=known_bad)
         self.nonfinite = NonFinite(cfg.device)
@@ -129,23 +139,35 @@ class RunGuard:
         self.skipped_nonfinite = 0
 
     def decide(self, step: int, *, at_log: bool) -> Decision:
-        """After optimizer step `step` (1-based): checkpoint? stop?"""
+        """After optimizer step `step` (1-based): checkpoint? stop? Under data parallelism every
+        rank gets the same answer (the flags are max-reduced over ranks)."""
         cfg = self.cfg
+        if at_log:
+            self.bad.merge(self.dist)
         timed = time.monotonic() - self.last_checkpoint >= cfg.ckpt_minutes * 60
-        scheduled = step % cfg.ckpt_every == 0 or step == self.total or timed
+        sig = self.signals.received or 0
+        bad = self.bad.exceeded()
+        check_nonfinite = at_log or step % cfg.ckpt_every == 0 or step == self.total
+        sig, bad_flag, timed, check_nonfinite = host_max(
+            [float(sig), float(bad is not None), float(timed), float(check_nonfinite or sig or bad is not None
+                                                                     or timed)], self.dist)
+        scheduled = step % cfg.ckpt_every == 0 or step == self.total or bool(timed)
         stop, code, message = None, 0, ""
-        if self.signals.received is not None:
-            sig = self.signals.received
+        if sig:
+            sig = signal.Signals(int(sig))
             stop, code = "signal", EXIT_CODES[sig]
-            message = f"stopped by {signal.Signals(sig).name} after step {step}"
-        elif (why := self.bad.exceeded()) is not None:
-            stop, code, message = "bad-videos", 1, f"stopped after step {step}: {why}"
+            message = f"stopped by {sig.name} after step {step}"
+        elif bad_flag:
+            stop, code = "bad-videos", 1
+            message = f"stopped after step {step}: {bad or 'too many videos failed to decode on another rank'}"
         checkpoint = scheduled or stop is not None
-        if at_log or checkpoint:
+        if check_nonfinite:
             first = self.nonfinite.first_step()
-            if first is not None:
+            # the earliest non-finite step over all ranks (max of the negated steps)
+            worst = -host_max([-(first if first is not None else float("inf"))], self.dist)[0]
+            if worst != float("inf"):
                 return Decision(False, "non-finite", 1,
-                                f"the loss became non-finite (NaN or Inf) at step {first}; the run "
+                                f"the loss became non-finite (NaN or Inf) at step {int(worst)}; the run "
                                 "stopped and wrote no checkpoint after it (lower the learning rate, "
                                 "or pass --skip-nonfinite to skip such batches)")
         if checkpoint:

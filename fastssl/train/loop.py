@@ -15,6 +15,7 @@ the checkpoint left it.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from fastssl.config import Config
 from fastssl.train.checkpoints import Checkpoint, CheckpointWriter
 from fastssl.train.common import RunLog, StepTimer, autocast, lr_factor
+from fastssl.train.distributed import Dist, gather_objects, host_sum
 from fastssl.train.guard import RunGuard, RunStopped, injected_nan_step
 from fastssl.train.progress import Progress
 
@@ -87,35 +89,58 @@ def restore(ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Opt
     return TrainState(ckpt.step, interval, bad, int(state.get("skipped_nonfinite", 0)))
 
 
+def micro_batches(batch: dict, n: int) -> list[dict]:
+    """Split a batch into n equal contiguous parts (the `bad` list goes with the first), so
+    that micro-batch j of one process holds what rank j would hold: --accumulate N in one
+    process is the reference for N data-parallel ranks."""
+    if n == 1:
+        return [batch]
+    size = len(batch["label"]) // n
+    parts = []
+    for j in range(n):
+        part = {k: v[j * size:(j + 1) * size] for k, v in batch.items() if k != "bad"}
+        part["bad"] = batch.get("bad", []) if j == 0 else []
+        parts.append(part)
+    return parts
+
+
 def train_steps(cfg: Config, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches,
-                total: int, inputs: Inputs, kind: str, prefix: str, run_dir: Path, log: RunLog,
+                total: int, inputs: Inputs, kind: str, prefix: str, run_dir: Path, log: RunLog | None,
                 videos, scaler: torch.amp.GradScaler, start: TrainState | None = None,
                 checkpoint_extra: dict | None = None,
                 monitor: Callable[[torch.nn.Module], dict] | None = None,
-                progress: bool = True, desc: str | None = None, report=print) -> dict:
+                progress: bool = True, desc: str | None = None, report=print,
+                dist: Dist = Dist()) -> dict:
     """Run optimizer steps start.step+1 .. total; return the last logged scalars.
 
+    `model` may be wrapped in DistributedDataParallel; checkpoints hold the bare module.
     `inputs(batch, cfg)` -> (model input, labels); `monitor(model)` -> extra scalars, called
-    every cfg.eval_every steps and at the end (it must leave the model in train mode). Raises
-    RunStopped when the guard stops the run early."""
+    every cfg.eval_every steps and at the end on rank 0 (it must leave the model in train
+    mode). Only rank 0 logs (`log` is None elsewhere), shows progress and writes checkpoints;
+    every rank takes the same decisions. Raises RunStopped when the guard stops the run early."""
     start = start or TrainState()
+    bare = getattr(model, "module", model)
     writer = CheckpointWriter(run_dir, keep=cfg.keep_checkpoints)
-    guard = RunGuard(cfg, total, videos, report=report, known_bad=start.bad_videos)
+    guard = RunGuard(cfg, total, videos, report=report if dist.is_main else (lambda _: None),
+                     known_bad=start.bad_videos, dist=dist)
     guard.skipped_nonfinite = start.skipped_nonfinite
     timer = StepTimer(cfg.device)
     interval = start.interval or Interval.zero(cfg.device)
     nan_at = injected_nan_step()
     scalars: dict = {}
 
-    def save(done: int) -> str:
-        return str(writer.save(done, kind=kind, model=model, cfg=cfg, optimizer=optimizer,
+    def save(done: int) -> str | None:
+        if not dist.is_main:
+            return None
+        return str(writer.save(done, kind=kind, model=bare, cfg=cfg, optimizer=optimizer,
                                scaler=scaler.state_dict(), interval=interval.state(),
                                bad_videos="\n".join(f"{p}\t{r}" for p, r in guard.bad.found.items()),
                                skipped_nonfinite=guard.skipped_nonfinite, **rng_state(),
                                **(checkpoint_extra or {})))
 
     model.train()
-    with guard.signals, Progress(total, desc or prefix, enabled=progress) as bar:
+    accumulate = max(1, cfg.accumulate)
+    with guard.signals, Progress(total, desc or prefix, enabled=progress and dist.is_main) as bar:
         bar.update(start.step)
         for step in range(start.step, total):
             factor = lr_factor(step, total, cfg.warmup)
@@ -124,32 +149,45 @@ def train_steps(cfg: Config, *, model: torch.nn.Module, optimizer: torch.optim.O
             with timer.waiting():
                 batch = next(batches)
             guard.bad.note(batch.get("bad", ()))
-            x, y = inputs(batch, cfg)
-            with autocast(cfg):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
             done = step + 1
-            if nan_at == done:
-                loss = loss * float("nan")
             optimizer.zero_grad(set_to_none=True)
-            if cfg.skip_nonfinite and not bool(torch.isfinite(loss)):  # a sync point, by request
+            parts = micro_batches(batch, accumulate)
+            losses = []
+            for j, part in enumerate(parts):
+                x, y = inputs(part, cfg)
+                # DDP all-reduces gradients on the last micro-batch only
+                sync = contextlib.nullcontext() if j == len(parts) - 1 or not hasattr(model, "no_sync") \
+                    else model.no_sync()
+                with sync:
+                    with autocast(cfg):
+                        logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y)
+                    if nan_at == done:
+                        loss = loss * float("nan")
+                    if cfg.skip_nonfinite and not bool(torch.isfinite(loss)):  # a sync point, by request
+                        losses = None
+                        break
+                    scaler.scale(loss / len(parts)).backward()  # fp16 needs loss scaling; else a no-op
+                losses.append(loss.detach())
+                interval.correct += (logits.argmax(1) == y).sum()
+                timer.items += x.shape[0]
+            if losses is None:
+                optimizer.zero_grad(set_to_none=True)
                 guard.skipped_nonfinite += 1
                 interval.skipped += 1
             else:
+                loss = torch.stack(losses).mean()
                 guard.nonfinite.note(loss, done)
-                scaler.scale(loss).backward()  # fp16 needs loss scaling; a no-op otherwise
                 scaler.step(optimizer)
                 scaler.update()
-                interval.loss_sum += loss.detach() * len(y)
-                interval.correct += (logits.argmax(1) == y).sum()
-                interval.seen += len(y)
-            timer.items += x.shape[0]
+                interval.loss_sum += loss * len(batch["label"])
+                interval.seen += len(batch["label"])
             bar.update()
 
             held = {}
-            if monitor is not None and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
+            if monitor is not None and dist.is_main and cfg.eval_every and (done % cfg.eval_every == 0 or done == total):
                 t = time.perf_counter()
-                held = monitor(model)
+                held = monitor(bare)
                 timer.t0 += time.perf_counter() - t  # held-out scoring is not training time
             at_log = done % cfg.log_every == 0 or done == total
             decision = guard.decide(done, at_log=at_log)
@@ -157,27 +195,32 @@ def train_steps(cfg: Config, *, model: torch.nn.Module, optimizer: torch.optim.O
                 raise RunStopped(decision, done, None)
             if at_log:
                 seconds, wait_frac, clips_per_s = timer.close_interval()  # a sync point on CUDA
-                seen = max(interval.seen, 1)
-                scalars = {f"{prefix}/loss": interval.loss_sum.item() / seen,
-                           f"{prefix}/accuracy": interval.correct.item() / seen,
+                loss_sum, correct, seen, items = host_sum(
+                    [interval.loss_sum.item(), interval.correct.item(), interval.seen, clips_per_s], dist)
+                waits = [w for w in gather_objects(wait_frac, dist)]
+                seen = max(seen, 1)
+                scalars = {f"{prefix}/loss": loss_sum / seen, f"{prefix}/accuracy": correct / seen,
                            **{f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups},
-                           "clips_per_s": clips_per_s, "data_wait_fraction": wait_frac,
+                           "clips_per_s": items, "data_wait_fraction": sum(waits) / len(waits),
                            "data/bad_videos": guard.bad.count, **held}
+                if dist.enabled:
+                    scalars["data_wait_fraction_max"] = max(waits)
                 if cfg.skip_nonfinite:
                     scalars["nonfinite_skipped"] = guard.skipped_nonfinite
-                log.log(done, **scalars)
+                if log is not None:
+                    log.log(done, **scalars)
                 bar.note(loss=scalars[f"{prefix}/loss"], acc=scalars[f"{prefix}/accuracy"],
-                         clips_s=round(clips_per_s), wait=f"{wait_frac:.0%}",
+                         clips_s=round(items), wait=f"{scalars['data_wait_fraction']:.0%}",
                          **{k.split("/")[-1]: v for k, v in held.items()})
                 interval = Interval.zero(cfg.device)
             elif held:
-                log.log(done, **held)
+                if log is not None:
+                    log.log(done, **held)
                 scalars.update(held)
-            if decision.checkpoint:
-                path = save(done)
+            path = save(done) if decision.checkpoint else None
             if decision.stop is not None:
                 raise RunStopped(decision, done, path)
-    if guard.bad.count:
+    if guard.bad.count and dist.is_main:
         report(f"{guard.bad.count} video(s) failed to decode during the run and were skipped "
                "(named above; data/bad_videos in the logs)")
     return scalars

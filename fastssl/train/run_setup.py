@@ -19,6 +19,7 @@ from fastssl.models.alexnet3d import MIN_FRAMES
 from fastssl.pretext import MODES, check_sizes
 from fastssl.train.checkpoints import (Checkpoint, CheckpointError, checkpoint_for_init, newest_readable,
                                       read_checkpoint)
+from fastssl.train import distributed
 from fastssl.train.common import lr_factor
 from fastssl.train.rundir import RunDirError, check_run_dir
 
@@ -84,17 +85,37 @@ def build_config(command: str, *, data: str, out: str | None = None, preset: str
         raise SetupError("give --steps or --epochs, not both")
     if overrides.get("mode") is not None and overrides["mode"] not in MODES:
         raise SetupError(f"{overrides['mode']!r}: choose from {MODES}", "--mode")
+    runtime["device"] = join_ranks(runtime["device"])
     cfg = resolve(preset, command, data=os.path.abspath(data), out=out or default_out(command),
                   **runtime, **overrides)
     check_config(cfg)
     return cfg
 
 
+def join_ranks(device: str) -> str:
+    """Under torchrun: join the process group; each rank's device ("cuda:LOCAL_RANK")."""
+    try:
+        return distributed.init(distributed.from_env(), device)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise SetupError(f"could not join the torchrun process group: {e}") from None
+
+
 def check_config(cfg: Config) -> None:
     """Sizes that cannot work together, each blamed on its option."""
-    if cfg.command in ("pretrain", "finetune") and cfg.batch_size < 2:
-        raise SetupError(f"{cfg.batch_size}: training needs at least 2 per batch "
-                         "(BatchNorm statistics need more than one value)", "--batch-size")
+    ranks = distributed.from_env().world_size
+    if cfg.command in ("pretrain", "finetune"):
+        parts = ranks * cfg.accumulate
+        if cfg.batch_size % parts:
+            raise SetupError(f"{cfg.batch_size}: the (global) batch must divide by ranks x --accumulate "
+                             f"= {ranks} x {cfg.accumulate}", "--batch-size")
+        if cfg.batch_size // parts < 2:
+            where = "per rank and micro-batch" if parts > 1 else "per batch"
+            raise SetupError(f"{cfg.batch_size}: training needs at least 2 {where} (BatchNorm "
+                             f"statistics need more than one value; here {cfg.batch_size // parts})",
+                             "--batch-size")
+    if cfg.sync_bn and not cfg.device.startswith("cuda"):
+        raise SetupError("SyncBatchNorm runs on CUDA only; on the CPU each rank keeps its own "
+                         "BatchNorm statistics", "--sync-bn")
     if cfg.D < MIN_FRAMES:
         raise SetupError(f"D={cfg.D}: 3D-AlexNet pools time three times, so clips need "
                          f"at least {MIN_FRAMES} frames", "--clip-length")
@@ -119,8 +140,7 @@ def load_inputs(cfg: Config, *, skip_bad: bool = False, windows_for_test: bool |
     loader = loaders.get(cfg.loader)
     try:
         dataset = _load(cfg.data, cfg.split)
-        if cfg.command in ("finetune", "evaluate") and getattr(dataset, "unlabelled", False) \
-                and not windows_for_test:
+        if cfg.command in ("finetune", "evaluate") and dataset.unlabelled and not windows_for_test:
             raise SetupError(f"{cfg.data} is an unlabelled set (prepared with --unlabelled): it has "
                              "no classes to fine-tune or evaluate on; use it for `fastssl pretrain`",
                              "--data")
@@ -141,10 +161,10 @@ def load_inputs(cfg: Config, *, skip_bad: bool = False, windows_for_test: bool |
 def _load(root: str, split: int) -> VideoDataset:
     try:
         return load_dataset(root, split=split)
-    except TypeError:  # a dataset module without splits: only split 1 exists
-        if split != 1:
-            raise SetupError(f"split {split}: this dataset has split 1 only", "--split") from None
-        return load_dataset(root)
+    except DatasetError as e:
+        if f"not {split}" in str(e):  # the folder lacks this split's lists
+            raise SetupError(str(e), "--split") from None
+        raise
 
 
 def check_out(out: str, *, force: bool) -> None:
@@ -203,7 +223,7 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
         raise SetupError(f"{run_dir} has no checkpoint yet, so there is nothing to resume; start it "
                          "again (with --force to reuse the folder)", "--resume")
     changes = {}
-    if device is not None and device != cfg.device:
+    if device is not None and device != cfg.device.split(":")[0]:
         runtime = runtime_values(device=device, loader=cfg.loader, report=report)
         changes.update(device=runtime["device"], precision=default_precision(runtime["device"]))
         report(f"resuming on {device} (was {cfg.device}): the run continues, but not bit for bit")
@@ -211,7 +231,9 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
         changes["workers"] = workers
     if decoders is not None:
         changes["decoders"] = decoders
+    changes["device"] = join_ranks(changes.get("device", cfg.device))
     cfg = dataclasses.replace(cfg, out=run_dir, **changes)
+    check_config(cfg)
     dataset = load_inputs(cfg, skip_bad=cfg.skip_bad, report=report)
     epoch_size = len(dataset.train)
     if steps is not None:
@@ -244,6 +266,7 @@ def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batc
         raise SetupError(str(e), "--checkpoint") from None
     runtime = runtime_values(device=device, precision=precision, loader=loader, workers=workers,
                              report=report)
+    runtime["device"] = join_ranks(runtime["device"])
     cfg = dataclasses.replace(ckpt.config, command="evaluate", data=os.path.abspath(data),
                               out=out or default_out("evaluate"), **runtime,
                               batch_size=batch_size or ckpt.config.batch_size,

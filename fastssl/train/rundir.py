@@ -57,3 +57,10 @@ def continue_run_dir(out: str | os.PathLike, cfg: Config) -> Path:
     run_dir = Path(out)
     cfg.dump(run_dir)
     return run_dir
+
+
+def prepare_run_dir(cfg: Config, *, resume, force: bool, dist) -> Path:
+    """The run folder of a new or resumed run; only rank 0 of a data-parallel run writes it."""
+    if not dist.is_main:
+        return Path(cfg.out)
+    return continue_run_dir(cfg.out, cfg) if resume else start_run_dir(cfg.out, cfg, force=force)
