@@ -164,3 +164,55 @@ def test_finetune_refuses_an_init_of_another_size(data, tmp_path):
                  "--out", tmp_path / "f")
     assert result.exit_code == 2 and "width=0.5 (here 0.25)" in result.output
     assert not (tmp_path / "f").exists()
+
+
+def test_splits_are_chosen_and_checked(data, tmp_path):
+    missing = run("pretrain", "--data", data, "--device", "cpu", "--split", "2", "--out", tmp_path / "s2")
+    assert missing.exit_code == 2 and "--split" in missing.output and "trainlist02.txt" in missing.output
+    assert run("pretrain", "--data", data, "--split", "4").exit_code == 2  # 1..3 only
+
+
+def test_an_unlabelled_set_is_for_pretraining_only(tmp_path):
+    import shutil
+
+    from fastssl.data.dataset import write_stamp
+    root = make_coded_dataset(tmp_path / "unlabelled", frames=(24, 30, 30), classes=("all",))
+    write_stamp(root, "prepare", unlabelled=True)
+    refused = run("finetune", "--data", root, "--device", "cpu", "--out", tmp_path / "ft")
+    assert refused.exit_code == 2 and "unlabelled" in refused.output and "fastssl pretrain" in refused.output
+    assert not (tmp_path / "ft").exists()
+    ok = run("pretrain", "--data", root, "--device", "cpu", "--steps", "1", "--batch-size", "2",
+             "--workers", "0", "--window", "12", "--clips", "3", "--out", tmp_path / "p")
+    assert ok.exit_code == 0, ok.output
+    shutil.rmtree(tmp_path / "p")
+
+
+def test_shuffled_frames_evaluation(data, tmp_path):
+    import json
+    common = ["--data", data, "--device", "cpu", "--workers", "0"]
+    assert run("finetune", *common, "--steps", "2", "--batch-size", "2", "--out", tmp_path / "f").exit_code == 0
+    ckpt = tmp_path / "f" / "checkpoint.pt"
+    plain = run("evaluate", *common, "--checkpoint", ckpt, "--out", tmp_path / "a")
+    shuffled = run("evaluate", *common, "--checkpoint", ckpt, "--out", tmp_path / "b", "--shuffle-frames", "3")
+    again = run("evaluate", *common, "--checkpoint", ckpt, "--out", tmp_path / "c", "--shuffle-frames", "3")
+    assert plain.exit_code == shuffled.exit_code == again.exit_code == 0, shuffled.output
+    assert "clip accuracy (frames shuffled)" in shuffled.output
+    a, b, c = (json.loads((tmp_path / x / "eval.json").read_text()) for x in "abc")
+    assert b["shuffled_frames_seed"] == 3 and "shuffled_frames_seed" not in a
+    assert b["per_video"] == c["per_video"]  # seeded: the same shuffle every time
+    pretext = tmp_path / "p"
+    run("pretrain", *common, "--steps", "1", "--batch-size", "2", "--window", "12", "--clips", "3", "--out", pretext)
+    refused = run("evaluate", *common, "--checkpoint", pretext / "checkpoint.pt", "--shuffle-frames", "1")
+    assert refused.exit_code == 2 and "pretext checkpoint" in refused.output
+
+
+def test_shuffled_orders_are_permutations_seeded_per_video():
+    import torch
+
+    from fastssl.train.inputs import shuffled_orders
+    a = shuffled_orders(5, 8, seed=1, video=3)
+    assert a.shape == (5, 1, 8)
+    assert all(sorted(row.tolist()) == list(range(8)) for row in a[:, 0])
+    assert torch.equal(a, shuffled_orders(5, 8, seed=1, video=3))
+    assert not torch.equal(a, shuffled_orders(5, 8, seed=1, video=4))
+    assert any(row.tolist() != list(range(8)) for row in a[:, 0])

@@ -26,9 +26,8 @@ from .report import append_done
 from .verify import VerifyError, is_sample, verify
 
 MUXERS = {".mp4": "mp4", ".webm": "webm", ".avi": "avi"}
-# Options on top of encode.CODECS. MJPEG: "q:v" there is an ffmpeg command-line alias that PyAV
-# passes to nobody (same bytes as no option); clamping the quantiser is what fixes quality.
-EXTRA_OPTIONS = {"mjpeg": {"qmin": "2", "qmax": "3"}}
+# Options on top of encode.CODECS (none today: MJPEG's quantiser clamp now lives there).
+EXTRA_OPTIONS: dict[str, dict[str, str]] = {}
 
 
 @dataclass(frozen=True)
