@@ -1,19 +1,35 @@
 #!/usr/bin/env bash
-# One-shot check of a GPU host with no network, in under 5 minutes:
-#   1 env        nvidia-smi, python and package versions
-#   2 torch      torch sees the GPU (and runs a matmul on it)
-#   3 dali       DALI and PyAV import (from PYTHONPATH), a tiny DALI pipeline runs on the GPU
-#   4 nvdec      the driver's video decode library (libnvcuvid) is present: DALI's NVDEC needs it
-#   5 synth      a small H.264 synthetic dataset
-#   6 pytest     pytest -m gpu
-#   7 bench      fastssl bench, paper preset, on what time is left (bounded)
-# Every step is time-boxed (timeout) and logged to OUTDIR/NN-step.log as it ends; a failing step
-# is reported and the others still run. OUTDIR/summary.txt grows step by step; bench JSON in
-# OUTDIR/bench.json. Exit status 0 whenever the summary was written (read it for the verdict).
+# One-shot check of a GPU host with no network, inside one time budget, that brings its results
+# back: the lent machine returns at most 8 files from OUTDIR, at most two folders down, so
+# OUTDIR ends with exactly these (and nothing else):
+#   summary.txt    one line per step (status, seconds, budget), the tail of any failing step, verdict
+#   bench.json     fastssl bench's results (when the bench step ran)
+#   logs.tar.gz    every step's full log (NN-name.log)
+# The dataset, the step logs and anything else live in a temp folder (mktemp -d under /tmp) that is
+# removed at the end.
 #
-# Usage (from the repository root, after `python3 -m pip install --no-deps --no-build-isolation -e .`):
+# Usage (from anywhere, after `python3 -m pip install --no-deps --no-build-isolation -e .`):
 #   PYTHONPATH=/tmp/site bash bench/gpu_check.sh OUTDIR
-# Environment: PYTHON (default python3), TOTAL_S (default 290: the whole run's budget, seconds).
+# Environment:
+#   PYTHON          interpreter (default python3)
+#   GPU_CHECK_S     the whole run's budget in seconds (default 480: a lent machine has 15 minutes,
+#                   3-4 of which go to carrying DALI over). Every step's limit is the smaller of its
+#                   own budget and what is left of this (less a reserve for packing the results).
+# Exit status 0 whenever summary.txt was written (read it for the verdict); 2 for bad usage.
+#
+# The steps, in order. To add one: a line here and a function `step_<name>` below (exit status
+# 0 ok, 3 no GPU, 4 not found, 5 skipped - anything else is a failure). Budget "rest" = whatever
+# is left when the step starts (at most one such step, and last).
+STEPS="
+# name    budget_s  what
+env       20        nvidia-smi, python and package versions (fastssl.benchmarks.machine)
+torch     30        torch sees the GPU and runs a matmul on it
+dali      40        DALI and PyAV import (from PYTHONPATH); a tiny DALI pipeline runs on the GPU
+nvdec     10        the driver's video decode library (libnvcuvid) is present: NVDEC needs it
+synth     60        a small H.264 synthetic dataset, in the temp folder
+pytest    90        pytest -m gpu
+bench     rest      fastssl bench, paper preset, on the time that is left (CPU: a plumbing check)
+"
 set -u
 
 if [ $# -ne 1 ]; then
@@ -25,54 +41,75 @@ mkdir -p "$OUT" || { echo "cannot create $OUT" >&2; exit 2; }
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.." || exit 2
 PY=${PYTHON:-python3}
-TOTAL_S=${TOTAL_S:-290}
+TOTAL_S=${GPU_CHECK_S:-480}
+RESERVE_S=15                     # kept back for packing the logs and the last summary lines
 START=$(date +%s)
+WORK=$(mktemp -d /tmp/gpucheck.XXXXXX) || { echo "mktemp failed" >&2; exit 2; }
+LOGS="$WORK/logs"
+DATA="$WORK/data"
+mkdir -p "$LOGS"
+export PY DATA OUT
 SUMMARY="$OUT/summary.txt"
-N=0
+rm -f "$SUMMARY" "$OUT/bench.json" "$OUT/logs.tar.gz"
 HAVE_GPU=0
+N=0
 
 elapsed() { echo $(( $(date +%s) - START )); }
+left() { echo $(( TOTAL_S - $(elapsed) - RESERVE_S )); }
 say() { echo "$*" | tee -a "$SUMMARY"; }
 
-# step NAME TIMEOUT_S COMMAND...: run it, log it, record the outcome; never stops the script.
-step() {
-    local name=$1 limit=$2
-    shift 2
+finish() {
+    # Runs on any exit (normal, error, signal): pack the logs, drop the temp folder.
+    local rc=$?
+    trap - EXIT INT TERM
+    tar -czf "$OUT/logs.tar.gz" -C "$WORK" logs 2>/dev/null || say "could not pack the logs"
+    rm -rf "$WORK"
+    say "done in $(elapsed)s of ${TOTAL_S}s; GPU: $([ "$HAVE_GPU" = 1 ] && echo yes || echo NO); results: $(cd "$OUT" && ls | tr '\n' ' ')"
+    exit $rc
+}
+trap finish EXIT
+trap 'say "interrupted"; exit 1' INT TERM
+
+# run_step NAME BUDGET: run step_NAME time-boxed, log it, record the outcome; never stops the script.
+run_step() {
+    local name=$1 budget=$2 limit rc status t0 log
     N=$((N + 1))
-    local log
-    log=$(printf "%s/%02d-%s.log" "$OUT" "$N" "$name")
-    local t0 rc status
+    log=$(printf "%s/%02d-%s.log" "$LOGS" "$N" "$name")
+    limit=$(left)
+    if [ "$budget" != rest ] && [ "$budget" -lt "$limit" ]; then limit=$budget; fi
+    if [ "$limit" -lt 5 ]; then
+        say "$(printf "%-8s %-28s %4s   budget %s" "$name" "skipped: time budget spent" - "$budget")"
+        return 0
+    fi
     t0=$(date +%s)
     echo "== [$N] $name (limit ${limit}s) =="
-    timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+    export -f "step_$name"
+    HAVE_GPU=$HAVE_GPU STEP_LIMIT=$limit timeout --kill-after=5 "$limit" bash -c "step_$name" >"$log" 2>&1 </dev/null
     rc=$?
     case $rc in
         0) status="ok" ;;
         124|137) status="TIMEOUT after ${limit}s" ;;
         3) status="NO GPU" ;;
         4) status="NOT FOUND" ;;
+        5) status="skipped" ;;
         *) status="FAILED (exit $rc)" ;;
     esac
-    say "$(printf "%-8s %-24s %4ss  %s" "$name" "$status" "$(( $(date +%s) - t0 ))" "$log")"
-    tr '\r' '\n' <"$log" | grep -v '^\s*$' | tail -n 5 | cut -c1-200 | sed 's/^/    /'
+    say "$(printf "%-8s %-28s %4ss  budget %s, limit %ss" "$name" "$status" "$(( $(date +%s) - t0 ))" "$budget" "$limit")"
+    if [ "$rc" != 0 ]; then
+        tr '\r' '\n' <"$log" | grep -v '^\s*$' | tail -n 5 | cut -c1-200 | sed 's/^/    /' | tee -a "$SUMMARY"
+    fi
     return $rc
 }
 
-say "fastssl gpu_check  $(date -Is)  host $(hostname)  outdir $OUT"
-say "python: $($PY -c 'import sys; print(sys.executable, sys.version.split()[0])' 2>&1)  PYTHONPATH=${PYTHONPATH:-}"
+# ---- the steps (each runs in its own bash under `timeout`; PY DATA OUT HAVE_GPU STEP_LIMIT set) ----
 
-# 1 env ---------------------------------------------------------------------------------------
-step env 15 bash -c "
+step_env() {
     (command -v nvidia-smi >/dev/null && nvidia-smi) || echo 'nvidia-smi: not found'
-    $PY - <<'EOF'
-import importlib.util, json
-from fastssl.benchmarks.machine import machine_info
-print(json.dumps(machine_info(), indent=1))
-EOF
-"
+    "$PY" -c 'import json; from fastssl.benchmarks.machine import machine_info; print(json.dumps(machine_info(), indent=1))'
+}
 
-# 2 torch sees the GPU ------------------------------------------------------------------------
-if step torch 25 "$PY" -c "
+step_torch() {
+    "$PY" -c "
 import sys, torch
 print('torch', torch.__version__, 'cuda', torch.version.cuda)
 if not torch.cuda.is_available():
@@ -81,14 +118,15 @@ x = torch.randn(4096, 4096, device='cuda')
 torch.cuda.synchronize()
 print(torch.cuda.get_device_name(0), 'capability', torch.cuda.get_device_capability(0),
       'matmul ok:', bool(torch.isfinite(x @ x).all()))
-"; then
-    HAVE_GPU=1
-else
-    say "         -> no usable GPU: the GPU-only steps below report themselves as skipped"
-fi
+"
+}
 
-# 3 DALI (+ PyAV) import, tiny pipeline on the GPU ---------------------------------------------
-step dali 30 "$PY" -c "
+step_dali() {
+    "$PY" -c "
+import sys
+from fastssl.data.loaders import DALI_INSTALL, dali_available
+if not dali_available():
+    print('NOT FOUND: nvidia.dali does not import (' + DALI_INSTALL + ')'); sys.exit(4)
 import av, nvidia.dali as dali, numpy as np
 from nvidia.dali import fn, pipeline_def, types
 print('dali', dali.__version__, 'from', dali.__file__, '| av', av.__version__)
@@ -100,11 +138,14 @@ def p():
     return fn.crop_mirror_normalize(x.gpu() if gpu else x, dtype=types.FLOAT, mean=[1, 1, 1], std=[2, 2, 2],
                                     output_layout='FHWC')
 pipe = p(); pipe.build(); (o,) = pipe.run()
-print('pipeline on', 'GPU' if gpu else 'CPU (no GPU)', 'ok:', float(np.asarray((o.as_cpu() if gpu else o)[0]).mean()) == 3.0)
+ok = float(np.asarray((o.as_cpu() if gpu else o)[0]).mean()) == 3.0
+print('pipeline on', 'GPU' if gpu else 'CPU (no GPU)', 'ok:', ok)
+sys.exit(0 if ok else 1)
 "
+}
 
-# 4 NVDEC: the driver's video decode library ---------------------------------------------------
-step nvdec 5 bash -c '
+step_nvdec() {
+    local found
     found=$( (ldconfig -p 2>/dev/null | grep -o "/[^ ]*libnvcuvid\.so[^ ]*") ;
              ls /usr/lib/x86_64-linux-gnu/libnvcuvid.so* /usr/lib64/libnvcuvid.so* /usr/lib/libnvcuvid.so* \
                 /usr/local/nvidia/lib64/libnvcuvid.so* /usr/local/cuda/lib64/libnvcuvid.so* \
@@ -113,39 +154,59 @@ step nvdec 5 bash -c '
         echo "NVDEC usable: libnvcuvid found:"; echo "$found" | sort -u
     else
         echo "NVDEC NOT usable: no libnvcuvid.so* (ldconfig -p and common paths); DALI cannot decode on the GPU"
-        exit 4
-    fi'
+        return 4
+    fi
+}
 
-# 5 a small H.264 dataset ----------------------------------------------------------------------
-step synth 30 "$PY" -m fastssl synth "$OUT/data" --codec h264 --classes 4 --videos-per-class 4 \
-    --frames 48 --size 320x240 --force
+step_synth() {
+    # Without a GPU: a tiny dataset, only so that the bench step's plumbing can be checked.
+    if [ "$HAVE_GPU" = 1 ]; then
+        "$PY" -m fastssl synth "$DATA" --codec h264 --classes 4 --videos-per-class 4 --frames 48 --size 320x240 --force
+    else
+        "$PY" -m fastssl synth "$DATA" --codec h264 --classes 2 --videos-per-class 2 --frames 24 --size 96x72 --force
+    fi
+}
 
-# 6 pytest -m gpu ------------------------------------------------------------------------------
-step pytest 45 "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs
+step_pytest() {
+    if [ "$HAVE_GPU" != 1 ]; then echo "no GPU: pytest -m gpu would only skip"; return 5; fi
+    "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs
+}
 
-# 7 fastssl bench, paper preset, on the time that is left ---------------------------------------
-LEFT=$(( TOTAL_S - $(elapsed) - 15 ))
-if [ "$HAVE_GPU" != 1 ]; then
-    say "$(printf "%-8s %-24s" bench "skipped: no GPU (the paper-preset bench is for a GPU host)")"
-elif [ "$LEFT" -lt 40 ]; then
-    say "$(printf "%-8s %-24s" bench "skipped: only ${LEFT}s left of ${TOTAL_S}s")"
-else
-    DATA_ARGS=()
-    [ -f "$OUT/data/index.csv" ] && DATA_ARGS=(--data "$OUT/data")
-    step bench "$LEFT" "$PY" -m fastssl.cli_bench --preset paper --device cuda "${DATA_ARGS[@]}" \
-        --seconds 3 --steps 20 --time-budget $(( LEFT - 10 )) --json "$OUT/bench.json"
-    if [ -f "$OUT/bench.json" ]; then
-        "$PY" - "$OUT/bench.json" <<'EOF' | tee -a "$SUMMARY"
+step_bench() {
+    local data=() budget=$(( STEP_LIMIT - 10 ))
+    [ -f "$DATA/index.csv" ] && data=(--data "$DATA")
+    if [ "$HAVE_GPU" = 1 ]; then
+        "$PY" -m fastssl.cli_bench --preset paper --device cuda "${data[@]}" --seconds 3 --steps 20 \
+            --time-budget "$budget" --json "$OUT/bench.json" || return
+    else  # plumbing only: the command line, one cheap component, the JSON
+        "$PY" -m fastssl.cli_bench --device cpu "${data[@]}" --only op.copy --seconds 0.2 --warmup 0 \
+            --time-budget "$budget" --json "$OUT/bench.json" || return
+    fi
+    "$PY" - "$OUT/bench.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
-print("bench ratios:", ", ".join(f"{k}={v:.3g}" for k, v in doc["ratios"].items() if v is not None))
+print("bench ratios:", ", ".join(f"{k}={v:.3g}" for k, v in doc["ratios"].items() if v is not None) or "-")
 for name, c in doc["components"].items():
     m = c.get("metric") or {}
-    print(f"  {name:16} {c.get('status'):8} {format(m['median'], '.4g') if m.get('median') is not None else '':>10} {m.get('unit', '')}"
-          + (f"  ({c.get('reason') or c.get('error')})" if c.get("status") != "ok" else ""))
+    med = format(m["median"], ".4g") if m.get("median") is not None else ""
+    why = f"  ({c.get('reason') or c.get('error')})" if c.get("status") != "ok" else ""
+    print(f"  {name:16} {c.get('status'):8} {med:>10} {m.get('unit', '')}{why}")
 EOF
-    fi
-fi
+}
 
-say "done in $(elapsed)s; GPU: $([ "$HAVE_GPU" = 1 ] && echo yes || echo NO); logs and JSON in $OUT"
+# ---- run them -------------------------------------------------------------------------------
+
+say "fastssl gpu_check  $(date -Is)  host $(hostname)  budget ${TOTAL_S}s  outdir $OUT"
+say "python: $($PY -c 'import sys; print(sys.executable, sys.version.split()[0])' 2>&1)  PYTHONPATH=${PYTHONPATH:-}"
+while read -r name budget _; do
+    case $name in ''|'#'*) continue ;; esac
+    run_step "$name" "$budget"
+    rc=$?
+    if [ "$name" = torch ]; then
+        if [ "$rc" = 0 ]; then HAVE_GPU=1; else say "         -> no usable GPU: GPU steps run as plumbing checks or skip"; fi
+    fi
+    if [ "$name" = bench ] && [ -f "$OUT/bench.json" ]; then
+        grep -v '^\s*$' "$(printf "%s/%02d-%s.log" "$LOGS" "$N" bench)" | sed -n '/^bench ratios:/,$p' >>"$SUMMARY"
+    fi
+done <<<"$STEPS"
 exit 0

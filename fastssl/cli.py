@@ -13,14 +13,10 @@ import time
 import click
 
 from fastssl import __version__
-from fastssl.config import PRESETS
+from fastssl.config import DEVICES, PRECISIONS, PRESETS
 from fastssl.data.encode import CODECS
 from fastssl.data.loaders import CHOICES as LOADER_CHOICES
 from fastssl.pretext import MODES
-
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
-
 
 def _options(*decorators):
     """Stack click options so a group of them can be applied as one decorator."""

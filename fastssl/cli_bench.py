@@ -11,21 +11,25 @@ import time
 
 import click
 
-GROUP_HELP = "loader, baseline, model, e2e, op, profile, peers"
+from fastssl.benchmarks.components import DEFAULT_GROUPS, GROUPS, REGISTRY
+from fastssl.config import PRESETS
+from fastssl.data.encode import CODECS
+from fastssl.pretext import MODES
+
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def _groups(value, param_hint):
     """Comma-separated group names (loader, model, ...) or component names (loader.pyav, ...)."""
     if value is None:
         return None
-    from fastssl.benchmarks.runner import COMPONENTS, GROUPS
     names = [v.strip() for v in value.split(",") if v.strip()]
-    known = set(GROUPS) | {name for name, _, _ in COMPONENTS}
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in GROUPS and n not in REGISTRY]
     if unknown or not names:
         raise click.BadParameter(f"unknown group(s) {unknown or value!r}; choose groups from "
-                                 f"{', '.join(GROUPS)} or components from "
-                                 f"{', '.join(name for name, _, _ in COMPONENTS)}", param_hint=param_hint)
+                                 f"{', '.join(GROUPS)} or components from {', '.join(REGISTRY)}",
+                                 param_hint=param_hint)
     return names
 
 
@@ -45,13 +49,13 @@ def _pair(value, param_hint, example):
 @click.option("--quick", is_flag=True,
               help="Short run (< 2 minutes on a 2-core CPU): 3 s per component, 10 timed end-to-end steps, a "
                    "smaller synthetic dataset, a 112 s budget. Any flag given explicitly still wins.")
-@click.option("--preset", type=click.Choice(["paper", "small", "tiny"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="Sizes and model (as in pretrain). Default: paper on CUDA, tiny on the CPU.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+@click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Default: cuda when a GPU is visible, else cpu.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="Default: bf16 on CUDA, fp32 on the CPU.")
-@click.option("--mode", type=click.Choice(["rp", "ss", "pb"]), default="rp", show_default=True)
+@click.option("--mode", type=click.Choice(MODES), default="rp", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Questions per batch (pretext) and clips per batch (fine-tune); default from the preset.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -82,14 +86,14 @@ def _pair(value, param_hint, example):
               help="Seconds for the whole run, dataset included (default 1200; quick 112). Components "
                    "that no longer fit are skipped with a note; the ratios' inputs run first.")
 @click.option("--only", type=str, default=None,
-              help=f"Comma-separated groups to run ({GROUP_HELP}) or single components (loader.pyav, "
+              help=f"Comma-separated groups to run ({', '.join(GROUPS)}) or single components (loader.pyav, "
                    "model.pretext, ...; see the table).")
 @click.option("--skip", type=str, default=None, help="Comma-separated groups or components to leave out.")
 @click.option("--peers", is_flag=True,
               help="Also time torchcodec and decord on the same windows (skipped with a note when absent).")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Use this dataset instead of generating a synthetic one in a temp folder.")
-@click.option("--codec", type=click.Choice(["auto", "h264", "vp9", "mjpeg"]), default="auto", show_default=True,
+@click.option("--codec", type=click.Choice(("auto",) + tuple(CODECS)), default="auto", show_default=True,
               help="Codec of the generated dataset: auto = h264 on CUDA (NVDEC), vp9 on the CPU (what DALI "
                    "decodes there).")
 @click.option("--classes", type=click.IntRange(min=2), default=None, help="Generated dataset: classes (10; quick 8).")
@@ -119,18 +123,17 @@ def bench(quick, preset, device, precision, mode, batch_size, workers, decoders,
     Each component runs in its own process (peak memory is per component) after a warm-up;
     figures are medians with quartiles. Prints a table and the ratios, writes all to --json.
     """
-    import torch
-
     from fastssl.benchmarks.machine import usable_cores
     from fastssl.benchmarks.runner import Settings, run_bench
-    from fastssl.config import PRESETS, default_preset
+    from fastssl.config import default_preset
     from fastssl.pretext import check_sizes
+    from fastssl.train.run_setup import SetupError, runtime_values
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA was asked for but torch sees no GPU", param_hint="--device")
-    precision = precision or ("bf16" if device == "cuda" else "fp32")
+    try:  # the defaults every command uses (run_setup decides them once)
+        runtime = runtime_values(device=device, precision=precision, loader="pyav", report=click.echo)
+    except SetupError as e:
+        raise click.BadParameter(str(e), param_hint=e.option) from None
+    device, precision = runtime["device"], runtime["precision"]
     preset = preset or default_preset(device)
     resize_hw = _pair(resize, "--resize", "HxW, e.g. 128x171")
     wh = _pair(video_size, "--video-size", "WxH, e.g. 320x240")
@@ -146,7 +149,7 @@ def bench(quick, preset, device, precision, mode, batch_size, workers, decoders,
         check_sizes(p["W"], p["D"], p["N"])
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    groups = _groups(only, "--only") or ["loader", "baseline", "model", "e2e", "op", "profile"]
+    groups = _groups(only, "--only") or list(DEFAULT_GROUPS)
     dropped = _groups(skip, "--skip") or []
     if peers and "peers" not in groups:
         groups.append("peers")
@@ -166,9 +169,8 @@ def bench(quick, preset, device, precision, mode, batch_size, workers, decoders,
         steps=steps or (10 if quick else 40), time_budget=time_budget or (112.0 if quick else 1200.0),
         groups=groups, data=data, codec=None if codec == "auto" else codec,
         classes=classes or (8 if quick else 10), videos_per_class=videos_per_class or (5 if quick else 6),
-        frames=frames, video_size=wh, keep=keep, profile_questions=12 if quick else 48, quick=quick,
-        repeats=repeats or (2 if quick else 3), main_threads=main_threads,
-        extra={"drop": drop})
+        frames=frames, video_size=wh, keep=keep, profile_questions=12 if quick else 48,
+        repeats=repeats or (2 if quick else 3), main_threads=main_threads, drop=drop)
     json_path = json_path or os.path.join("runs", f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
     click.echo(f"fastssl bench: preset {preset} on {device} ({precision}), {settings.workers} workers, "
                f"groups {','.join(groups)}, budget {settings.time_budget:.0f} s")

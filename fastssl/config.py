@@ -40,6 +40,10 @@ PRESETS = {
 }
 
 
+# Where and in which dtype a run computes (the CLI's choices; defaults in train/run_setup.py).
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 # Settings of a run that are not part of the model: a checkpoint evaluated or reused on another
 # machine takes these from the caller, everything else from the checkpoint.
 RUNTIME_KEYS = ("device", "precision", "loader", "workers", "decoders", "batch_size", "data",

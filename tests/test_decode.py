@@ -47,3 +47,25 @@ def test_corrupt_file_names_the_file(tmp_path):
     path.write_bytes(b"\x00\x00\x00\x18ftypisom" + b"garbage" * 100)
     with pytest.raises(DecodeError, match="corrupt.mp4"):
         WindowDecoder().decode(str(path), 0, 8, fps=25)
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp9"])
+def test_timing_hook_adds_each_stage_and_changes_no_pixel(tmp_path, codec):
+    path = str(tmp_path / f"v{EXT[codec]}")
+    write_coded_video(path, 40, codec=codec, gop=8)
+    plain = WindowDecoder()
+    assert plain.timings is None  # the default: decode reads no clock
+    timings: dict = {}
+    timed = WindowDecoder(timings=timings)
+    seen = []
+    for start, length in [(0, 20), (17, 20), (3, 8)]:
+        expected = plain.decode(path, start, length, fps=25, resize=(36, 48))
+        assert np.array_equal(timed.decode(path, start, length, fps=25, resize=(36, 48)), expected)
+        seen.append(dict(timings))
+    assert set(timings) == set(WindowDecoder.STAGES)
+    # every stage is met on every call, so each one's total grows with each window
+    for before, after in zip(seen, seen[1:]):
+        assert all(after[k] > before[k] for k in WindowDecoder.STAGES), (before, after)
+    assert timed.is_open(path) and not WindowDecoder().is_open(path)
+    timed.close()
+    assert not timed.is_open(path)

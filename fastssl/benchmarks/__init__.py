@@ -7,8 +7,8 @@ Modules, one concern each:
     stats.py          timing loop (warm-up, then samples until a time target) and median/spread
     machine.py        what the numbers were measured on (CPU, GPU, driver, library versions)
     baseline.py       the loader people write today (PyAV + to_ndarray + CPU float clips)
-    components.py     the registry: component name -> function(spec) -> result
-    common.py         what components share (config from a spec, sync, timed loop, plan, inputs)
+    components.py     the one registry: component name -> group, title, needs, function(spec)
+    common.py         what components share (config and dataset via run_setup, sync, timed loop, plan)
     loader_bench.py   loader-only: questions/s of each loader, clip builder included
     training.py       model-only (training steps on device tensors) and end-to-end (the real loops)
     op_bench.py       the clip-builder op against the device's copy bandwidth

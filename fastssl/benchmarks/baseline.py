@@ -5,7 +5,7 @@ A torch DataLoader whose workers, per question,
     convert every frame with `frame.to_ndarray(format="rgb24")` (full size, a fresh converter
     per frame: what the PyAV docs show),
     resize on the CPU with torch (uint8 bilinear + antialias: what torchvision's v2 Resize runs
-    on uint8 tensors - converting to float first would be ~9x slower, so we do not),
+    on uint8 tensors - converting to float first is several times slower, bench/RESULTS.md),
     crop and flip,
     build the N normalized float32 clips (C, D, H, W) in the worker,
 and the main process moves the float clips to the device (pinned when on CUDA).
@@ -21,7 +21,8 @@ fastssl's loaders, so both decode exactly the same frames.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+import time
+from typing import Sequence
 
 import av
 import numpy as np
@@ -29,24 +30,42 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from fastssl.data.contract import BatchStream
 from fastssl.data.dataset import Video
 from fastssl.data.sampling import PretextPlan, Window, stream_keys
 
 
-def read_frames(path: str, start: int, length: int, fps: float) -> list[np.ndarray]:
-    """Frames [start, start+length) as full-size RGB uint8 arrays, the usual PyAV way."""
+def read_frames(path: str, start: int, length: int, fps: float,
+                timings: dict[str, float] | None = None) -> list[np.ndarray]:
+    """Frames [start, start+length) as full-size RGB uint8 arrays, the usual PyAV way.
+    `timings`: as WindowDecoder's (seconds per stage added to it: open, seek, decode, convert)."""
+    t = time.perf_counter() if timings is not None else 0.0
     with av.open(path) as container:
         stream = container.streams.video[0]
+        if timings is not None:
+            t = _lap(timings, "open", t)
         container.seek(int(start / fps / stream.time_base), stream=stream)  # keyframe before
+        if timings is not None:
+            t = _lap(timings, "seek", t)
         frames = []
         for frame in container.decode(stream):
+            if timings is not None:
+                t = _lap(timings, "decode", t)
             index = int(round(frame.time * fps))
             if index < start:
                 continue
             frames.append(frame.to_ndarray(format="rgb24"))
+            if timings is not None:
+                t = _lap(timings, "convert", t)
             if len(frames) == length:
                 return frames
     raise RuntimeError(f"{path}: ends before frame {start + length - 1}")
+
+
+def _lap(timings: dict[str, float], stage: str, t0: float) -> float:
+    t1 = time.perf_counter()
+    timings[stage] = timings.get(stage, 0.0) + (t1 - t0)
+    return t1
 
 
 def resize_crop_flip(frames: list[np.ndarray], window: Window, resize: tuple[int, int]) -> torch.Tensor:
@@ -68,13 +87,25 @@ def make_clips(x: torch.Tensor, starts: np.ndarray, orders: np.ndarray, mean: to
     return torch.stack(clips)
 
 
+def question_clips(video: Video, window: Window, q, resize: tuple[int, int], mean: torch.Tensor,
+                   std: torch.Tensor) -> torch.Tensor:
+    """One question, the whole per-sample work of a baseline worker -> float32 (N, 3, D, s, s)."""
+    frames = read_frames(video.path, window.start, window.length, video.fps)
+    return make_clips(resize_crop_flip(frames, window, resize), q.starts, q.orders, mean, std)
+
+
+def normalization(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """mean and std as float32 (3, 1, 1, 1), the shape make_clips takes."""
+    return (torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1),
+            torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1))
+
+
 class BaselineQuestions(Dataset):
     """(epoch, index) -> {"clips": float32 (N, 3, D, s, s), "label", "video"}."""
 
     def __init__(self, plan: PretextPlan, mean: Sequence[float], std: Sequence[float]):
         self.plan = plan
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+        self.mean, self.std = normalization(mean, std)
 
     def __len__(self):
         return self.plan.epoch_size
@@ -82,25 +113,23 @@ class BaselineQuestions(Dataset):
     def __getitem__(self, key):
         epoch, i = key
         window, q = self.plan.sample(epoch, i)
-        video: Video = self.plan.videos[window.video]
-        frames = read_frames(video.path, window.start, window.length, video.fps)
-        x = resize_crop_flip(frames, window, self.plan.geometry.resize)
-        return {"clips": make_clips(x, q.starts, q.orders, self.mean, self.std),
-                "label": torch.tensor(q.label), "video": torch.tensor(window.video)}
+        clips = question_clips(self.plan.videos[window.video], window, q, self.plan.geometry.resize,
+                               self.mean, self.std)
+        return {"clips": clips, "label": torch.tensor(q.label), "video": torch.tensor(window.video)}
 
 
 PREFETCH = 2  # DataLoader's default prefetch_factor: what people get when they do not set it
 
 
 def pretext_batches(plan: PretextPlan, batch_size: int, *, workers: int, device: str,
-                    mean: Sequence[float], std: Sequence[float], start_step: int = 0) -> Iterator[dict]:
+                    mean: Sequence[float], std: Sequence[float], start_step: int = 0) -> BatchStream:
     """Endless batches: clips float32 (B, N, 3, D, s, s), label (B,), video (B,), on the host
     (pinned when `device` is CUDA). Same keys, hence same windows and questions, as fastssl's
-    loaders for the same plan."""
+    loaders for the same plan. A contract.BatchStream: close it (or use `with`)."""
     keys = stream_keys(plan.epoch_size, batch_size, start_step)
-    return iter(DataLoader(BaselineQuestions(plan, mean, std), batch_sampler=keys, num_workers=workers,
-                           pin_memory=device.startswith("cuda"),
-                           prefetch_factor=PREFETCH if workers else None))
+    return BatchStream(iter(DataLoader(BaselineQuestions(plan, mean, std), batch_sampler=keys,
+                                       num_workers=workers, pin_memory=device.startswith("cuda"),
+                                       prefetch_factor=PREFETCH if workers else None)))
 
 
 def to_device(batch: dict, device: str) -> tuple[torch.Tensor, torch.Tensor]:

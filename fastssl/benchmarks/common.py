@@ -2,25 +2,27 @@
 loop, the dataset and plan, device-resident inputs, and the memory/queue arithmetic of loaders."""
 from __future__ import annotations
 
-import gc
 import os
 
 import numpy as np
 import torch
 
 from fastssl.benchmarks.stats import measure
-from fastssl.config import Config, resolve
+from fastssl.config import Config
 
 
 def config(spec: dict, command: str = "pretrain", **extra) -> Config:
+    """The Config a component runs with: `run_setup.build_config`, as every command builds one."""
+    from fastssl.train.run_setup import build_config
     values = {k: spec.get(k) for k in ("size", "width", "batch_size")}
     if spec.get("resize"):
         values["resize"] = tuple(spec["resize"])
-    values.update(data=spec["data"], out=spec.get("out", ""), device=spec["device"],
-                  precision=spec["precision"], mode=spec.get("mode", "rp"), workers=spec["workers"],
-                  decoders=spec.get("decoders", 1), seed=spec.get("seed", 0), loader="pyav")
+    values.update(data=spec["data"], out=spec.get("out") or os.path.join(spec.get("workdir", ""), command),
+                  preset=spec["preset"], device=spec["device"], precision=spec["precision"],
+                  mode=spec.get("mode", "rp"), workers=spec["workers"], decoders=spec.get("decoders", 1),
+                  seed=spec.get("seed", 0), loader="pyav")
     values.update(extra)
-    return resolve(spec["preset"], command, **values)
+    return build_config(command, report=lambda _: None, **values)
 
 
 def sync(device: str) -> None:
@@ -39,36 +41,17 @@ def timed(spec: dict, step, *, warmup: int | None = None, share: float = 1.0) ->
                    deadline=deadline(spec))
 
 
-def train_videos(cfg: Config, loader: str, min_frames: int, notes: list):
-    """The train split, checked as the CLI checks it (DALI: every file probed up front)."""
-    from fastssl.data import loaders
-    from fastssl.data.dataset import check_videos, load_dataset
-
-    dataset = load_dataset(cfg.data)
-    train = check_videos(dataset.train, min_frames, skip=True, what="bench", report=notes.append)
-    train = loaders.validate_files(loader, train, device=cfg.device, min_frames=min_frames, skip=True,
-                                   report=notes.append)
-    return dataset, train
+def inputs(cfg: Config, notes: list):
+    """The dataset, checked as every command checks it (`run_setup.load_inputs`: too-short or
+    missing videos skipped and noted, then cfg.loader's own checks, e.g. DALI's up-front probe)."""
+    from fastssl.train.run_setup import load_inputs
+    return load_inputs(cfg, skip_bad=True, report=notes.append)
 
 
 def pretext_plan(cfg: Config, videos):
     from fastssl.data.sampling import PretextPlan
-    from fastssl.train.pretrain import geometry
-    return PretextPlan(videos, W=cfg.W, D=cfg.D, N=cfg.N, mode=cfg.mode, geometry=geometry(cfg),
+    return PretextPlan(videos, W=cfg.W, D=cfg.D, N=cfg.N, mode=cfg.mode, geometry=cfg.geometry(),
                        seed=cfg.seed, train=True)
-
-
-def close_loader(it) -> None:
-    """Stop a loader's workers/pipelines now (and reap worker processes, so their peak RSS is
-    counted in RUSAGE_CHILDREN)."""
-    for name in ("close", "_shutdown_workers"):
-        fn = getattr(it, name, None)
-        if fn is not None:
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 - best effort at teardown
-                pass
-    gc.collect()
 
 
 def device_inputs(cfg: Config, device: str, batch: int, seed: int = 0):
@@ -118,8 +101,8 @@ def prefetched_batches(loader_name: str, workers: int, decoders: int = 1) -> int
     up while the first step is slow (first-call set-up), and draining them afterwards at memory
     speed would inflate the first timed blocks - so warm-up must consume them first."""
     if loader_name == "dali":
-        from fastssl.data.dali_loader import PREFETCH
-        return PREFETCH * decoders
+        from fastssl.data import loaders
+        return loaders.get("dali").PREFETCH * decoders
     if loader_name == "baseline":
         from fastssl.benchmarks.baseline import PREFETCH
         return PREFETCH * max(workers, 1)
@@ -127,7 +110,7 @@ def prefetched_batches(loader_name: str, workers: int, decoders: int = 1) -> int
 
 
 def warm_clip_builder(cfg: Config) -> None:
-    from fastssl.train.pretrain import question_clips
+    from fastssl.train.inputs import question_clips
     windows, starts, orders, labels = device_inputs(cfg, "cpu", 1)
     question_clips({"windows": windows, "starts": starts, "orders": orders, "label": labels}, cfg)
     sync(cfg.device)
@@ -136,16 +119,17 @@ def warm_clip_builder(cfg: Config) -> None:
 def plan_windows(spec: dict):
     cfg = config(spec, "pretrain")
     notes: list[str] = []
-    _, videos = train_videos(cfg, "pyav", cfg.W, notes)
+    videos = inputs(cfg, notes).train
     plan = pretext_plan(cfg, videos)
     return cfg, videos, key_stream_samples(plan), notes
 
 
 def key_stream_samples(plan):
-    """(window, question) in the order every loader visits them (the key stream)."""
+    """(window, question) in the order every loader visits them (the key stream, one process)."""
     from fastssl.data.sampling import stream_keys
-    for (epoch, i), in stream_keys(plan.epoch_size, 1):
-        yield plan.sample(epoch, i)
+    for batch in stream_keys(plan.epoch_size, 1):
+        for epoch, i in batch:
+            yield plan.sample(epoch, i)
 
 
 def crop_flip(x: torch.Tensor, window) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Decoding: peer decoders on the same windows, and the per-question profile of both CPU paths
-(fastssl's PyAV loader and the baseline), stage by stage."""
+(fastssl's PyAV loader and the baseline), stage by stage - read from the real code's timing
+hooks (`WindowDecoder(timings=...)`, `baseline.read_frames(timings=...)`), never re-implemented."""
 from __future__ import annotations
 
 import time
@@ -7,8 +8,8 @@ import time
 import numpy as np
 import torch
 
-from fastssl.benchmarks.common import (close_loader, crop_flip, deadline, device_inputs, fit_workers,
-                                       plan_windows, sync, timed)
+from fastssl.benchmarks.common import (crop_flip, deadline, device_inputs, fit_workers, plan_windows, sync,
+                                       timed)
 from fastssl.benchmarks.stats import measure, rate_stats, scaled, summarize
 
 
@@ -91,6 +92,8 @@ def _handover(workers: int, payload: tuple, dtype: torch.dtype, batch: int, seco
     and DataLoader's default prefetch (paper-size float clips are 29 MB a question)."""
     from torch.utils.data import DataLoader, Dataset
 
+    from fastssl.data.contract import BatchStream
+
     batch = min(batch, 8)
     nbytes = int(np.prod(payload)) * torch.empty((), dtype=dtype).element_size()
     notes: list[str] = []
@@ -103,8 +106,8 @@ def _handover(workers: int, payload: tuple, dtype: torch.dtype, batch: int, seco
         def __getitem__(self, i):
             return torch.full(payload, 1, dtype=dtype)
 
-    it = iter(DataLoader(Payload(), batch_size=batch, num_workers=workers,
-                         prefetch_factor=2 if workers else None))
+    it = BatchStream(iter(DataLoader(Payload(), batch_size=batch, num_workers=workers,
+                                     prefetch_factor=2 if workers else None)))
     block = max(1, workers)
 
     def step():
@@ -112,114 +115,83 @@ def _handover(workers: int, payload: tuple, dtype: torch.dtype, batch: int, seco
             next(it)
         return block * batch
 
-    try:
+    with it:
         samples = measure(step, warmup=2, seconds=seconds, min_samples=3, deadline=deadline)
-    finally:
-        close_loader(it)
     return {**rate_stats(samples, "questions/s"), "workers": workers, "notes": notes}
+
+
+STAGE_NAMES = {  # the hooks' stage names -> what the table says
+    "fastssl": {"open": "open (LRU of 8 open files)", "seek": "seek",
+                "decode": "decode (incl. frames before the window)",
+                "convert": "yuv->rgb + resize (one reused swscale pass)"},
+    "baseline": {"open": "open (every question)", "seek": "seek",
+                 "decode": "decode (incl. frames before the window)",
+                 "convert": "frame.to_ndarray(rgb24), full size"},
+}
 
 
 def profile(spec: dict) -> dict:
     """Per question, in one process and one thread (as in a DataLoader worker): the time of each
-    stage of fastssl's PyAV path and of the baseline, over the same windows; the clip builder in
-    the main process; and the hand-over ceiling of each path's payload."""
-    import av
-    from av.video.reformatter import Interpolation
-
+    stage of fastssl's PyAV path and of the baseline, over the same windows (read from the
+    timing hooks of the real code); the clip builder in the main process; and the hand-over
+    ceiling of each path's payload."""
     from fastssl.benchmarks import baseline
+    from fastssl.data import pyav_loader
     from fastssl.data.pyav_decode import WindowDecoder
     from fastssl.kernels import build_clips
-    from fastssl.train.common import input_dtype
+    from fastssl.train.inputs import input_dtype
 
     cfg, videos, windows, notes = plan_windows(spec)
     count = int(spec.get("profile_questions", 48))
     todo = [next(windows) for _ in range(count)]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    h, w = cfg.resize
     s = cfg.size
-    mean = torch.tensor(cfg.mean).view(3, 1, 1, 1)
-    std = torch.tensor(cfg.std).view(3, 1, 1, 1)
+    mean, std = baseline.normalization(cfg.mean, cfg.std)
+    clock = time.perf_counter
 
-    def clock(stages, name, t0):
-        t1 = time.perf_counter()
-        stages[name] = stages.get(name, 0.0) + t1 - t0
-        return t1
-
-    # fastssl: WindowDecoder's steps with a clock between them (same calls, same order)
-    dec = WindowDecoder()
-    fast: dict[str, float] = {}
+    # fastssl: the decoder's own stages (timing hook), then crop + flip as the loader does them
+    stages: dict[str, float] = {}
+    dec = WindowDecoder(timings=stages)
+    crop = 0.0
     hits = 0
     for window, _ in todo:
         video = videos[window.video]
-        t = time.perf_counter()
-        hits += video.path in dec._open
-        container = dec._container(video.path)
-        stream = container.streams.video[0]
-        t = clock(fast, "open (LRU of 8 open files)", t)
-        container.seek(int(round(window.start / video.fps / stream.time_base)), stream=stream,
-                       backward=True, any_frame=False)
-        t = clock(fast, "seek", t)
-        out = np.empty((window.length, h, w, 3), np.uint8)
-        got = 0
-        it = container.decode(stream)
-        while got < window.length:
-            frame = next(it)
-            t = clock(fast, "decode (incl. frames before the window)", t)
-            if int(round(frame.time * video.fps)) < window.start:
-                continue
-            out[got] = dec._reformatter.reformat(frame, width=w, height=h, format="rgb24",
-                                                 interpolation=Interpolation.BILINEAR).to_ndarray()
-            got += 1
-            t = clock(fast, "yuv->rgb + resize (one reused swscale pass)", t)
-        x = out[:, window.top:window.top + s, window.left:window.left + s]
-        np.ascontiguousarray(x[:, :, ::-1] if window.flip else x)
-        clock(fast, "crop + flip", t)
+        hits += dec.is_open(video.path)
+        frames = dec.decode(video.path, window.start, window.length, fps=video.fps, resize=cfg.resize)
+        t = clock()
+        crop_flip(torch.from_numpy(frames), window).contiguous()
+        crop += clock() - t
     dec.close()
+    fast = {STAGE_NAMES["fastssl"][k]: stages.get(k, 0.0) for k in WindowDecoder.STAGES}
+    fast["crop + flip"] = crop
 
-    # baseline: the same steps as baseline.read_frames / BaselineQuestions.__getitem__
-    base: dict[str, float] = {}
+    # baseline: read_frames' own stages (timing hook), then its resize/crop/flip and clip making
+    stages = {}
+    resize = clips = 0.0
     for window, q in todo:
         video = videos[window.video]
-        t = time.perf_counter()
-        container = av.open(video.path)
-        stream = container.streams.video[0]
-        t = clock(base, "open (every question)", t)
-        container.seek(int(window.start / video.fps / stream.time_base), stream=stream)
-        t = clock(base, "seek", t)
-        rgb = []
-        it = container.decode(stream)
-        while len(rgb) < window.length:
-            frame = next(it)
-            t = clock(base, "decode (incl. frames before the window)", t)
-            if int(round(frame.time * video.fps)) < window.start:
-                continue
-            rgb.append(frame.to_ndarray(format="rgb24"))
-            t = clock(base, "frame.to_ndarray(rgb24), full size", t)
-        container.close()
+        rgb = baseline.read_frames(video.path, window.start, window.length, video.fps, timings=stages)
+        t = clock()
         x = baseline.resize_crop_flip(rgb, window, cfg.resize)
-        t = clock(base, "resize + crop + flip (torch, uint8)", t)
+        t1 = clock()
         baseline.make_clips(x, q.starts, q.orders, mean, std)
-        clock(base, "N float32 clips (in the worker)", t)
+        clips += clock() - t1
+        resize += t1 - t
+    base = {STAGE_NAMES["baseline"][k]: stages.get(k, 0.0) for k in WindowDecoder.STAGES}
+    base["resize + crop + flip (torch, uint8)"] = resize
+    base["N float32 clips (in the worker)"] = clips
 
-    # end-to-end single-process totals with the real code, as a check on the sum of the stages
-    real_fast = WindowDecoder()
-    from fastssl.data import pyav_loader
-    pyav_loader._decoder = real_fast
-    t = time.perf_counter()
+    # each path's real per-sample code, untimed inside, as a check on the sum of the stages
+    t = clock()
     for window, _ in todo:
         pyav_loader.decode_window(videos, window, cfg.resize)
-    fast_total = (time.perf_counter() - t) / count
+    fast_total = (clock() - t) / count
     pyav_loader.close_decoder()
-    ds = baseline.BaselineQuestions.__new__(baseline.BaselineQuestions)
-    ds.mean, ds.std = mean, std
-    t = time.perf_counter()
+    t = clock()
     for window, q in todo:
-        frames = baseline.read_frames(videos[window.video].path, window.start, window.length,
-                                      videos[window.video].fps)
-        baseline.make_clips(baseline.resize_crop_flip(frames, window, cfg.resize), q.starts, q.orders,
-                            mean, std)
-    base_total = (time.perf_counter() - t) / count
+        baseline.question_clips(videos[window.video], window, q, cfg.resize, mean, std)
+    base_total = (clock() - t) / count
 
     # the clip builder (fastssl: main process, after the hand-over), per question. On the CPU:
     # CPU time at one thread, and wall time with the main process's usual threads. On CUDA it
@@ -240,7 +212,7 @@ def profile(spec: dict) -> dict:
     build_1t = 0.0 if cuda else build_ms()
     torch.set_num_threads(threads)
     build_main = build_ms()
-    del wins
+    wins = None  # frees the device memory before the hand-over tests
 
     ms = lambda d: {k: v / count * 1e3 for k, v in d.items()}  # noqa: E731
     seconds = min(2.0, spec.get("seconds", 2.0) / 4)

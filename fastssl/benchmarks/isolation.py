@@ -1,8 +1,8 @@
 """Each component in a process of its own, under a hard time limit.
 
 Components run in fresh processes forked from a server that has already imported torch, the
-data path and the models (multiprocessing's forkserver): a component starts in ~0.1 s instead
-of ~3 s of imports, and still has a process (and a peak RSS) of its own. The server never
+data path and the models (multiprocessing's forkserver): a component starts without paying for
+those imports again, and still has a process (and a peak RSS) of its own. The server never
 touches CUDA or DALI, so every child can. Where forkserver does not exist, each component is
 a new interpreter (`python -m fastssl.benchmarks.run_component`).
 """
@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 PRELOAD = ["numpy", "torch", "torch._dynamo", "av", "fastssl.kernels", "fastssl.data.pyav_loader",
-           "fastssl.train.pretrain", "fastssl.train.finetune", "fastssl.benchmarks.components",
+           "fastssl.train.pretrain", "fastssl.train.finetune", "fastssl.train.run_setup",
+           "fastssl.benchmarks.components",
            "fastssl.benchmarks.baseline", "fastssl.benchmarks.loader_bench", "fastssl.benchmarks.training",
            "fastssl.benchmarks.op_bench", "fastssl.benchmarks.decoding", "fastssl.benchmarks.run_component"]
 

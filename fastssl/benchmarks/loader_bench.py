@@ -5,8 +5,7 @@ import time
 
 import torch
 
-from fastssl.benchmarks.common import (close_loader, config, fit_workers, pretext_plan, sync, timed,
-                                       train_videos, warm_clip_builder)
+from fastssl.benchmarks.common import config, fit_workers, inputs, pretext_plan, sync, timed, warm_clip_builder
 from fastssl.benchmarks.stats import rate_stats, scaled
 
 
@@ -16,17 +15,17 @@ def loader(spec: dict, which: str, main_threads: int | None = None) -> dict:
     `main_threads` sets torch's intra-op threads in this (the main) process first."""
     from fastssl.benchmarks import baseline
     from fastssl.data import loaders
-    from fastssl.train.pretrain import question_clips
+    from fastssl.train.inputs import question_clips
 
     if main_threads:
         torch.set_num_threads(main_threads)
     cfg = config(spec, "pretrain", loader="pyav" if which == "baseline" else which)
     notes: list[str] = []
-    _, videos = train_videos(cfg, cfg.loader, cfg.W, notes)
+    videos = inputs(cfg, notes).train
     plan = pretext_plan(cfg, videos)
-    # The first build_clips call in a process is slow (the custom op imports torch._dynamo,
-    # 1.5-4 s here); make it before the loader starts, or the workers would fill their prefetch
-    # queue meanwhile and the first timed blocks would only drain it.
+    # The first build_clips call in a process is slow (the custom op imports torch._dynamo:
+    # seconds, bench/RESULTS.md); make it before the loader starts, or the workers would fill
+    # their prefetch queue meanwhile and the first timed blocks would only drain it.
     if which != "baseline":
         warm_clip_builder(cfg)
     B, s = cfg.batch_size, cfg.size
@@ -43,8 +42,8 @@ def loader(spec: dict, which: str, main_threads: int | None = None) -> dict:
             return baseline.to_device(batch, cfg.device)
         handed = cfg.N * cfg.D * s * s * 3 * 4              # float32 clips per question
     else:
-        it = loaders.pretext_batches(which, plan, B, workers=cfg.workers, device=cfg.device,
-                                     decoders=cfg.decoders)
+        it = loaders.get(which).pretext_batches(plan, B, workers=cfg.workers, device=cfg.device,
+                                                decoders=cfg.decoders)
 
         def consume(batch):
             return question_clips(batch, cfg)
@@ -63,13 +62,11 @@ def loader(spec: dict, which: str, main_threads: int | None = None) -> dict:
         return block * B
 
     warm = spec.get("warmup", 2) * block
-    try:
+    with it:  # close() stops the workers / pipelines now, so their peak RSS is counted here
         t0 = time.perf_counter()
         batches(warm)
         warm_s = time.perf_counter() - t0
         samples = timed(spec, step, warmup=0)
-    finally:
-        close_loader(it)
     q = rate_stats(samples, "questions/s")
     return {"metric": q, "clips_per_s": scaled(q, cfg.N, "clips/s"),
             "frames_decoded_per_s": scaled(q, cfg.W, "frames/s"),

@@ -39,6 +39,15 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it. Never raises: find_spec of a
+    dotted name ("a.b") imports "a" first and raises when "a" is missing or broken."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _version(*dists: str) -> str | None:
     for dist in dists:
         try:
@@ -50,23 +59,25 @@ def _version(*dists: str) -> str | None:
 
 def _dali_version() -> str | None:
     """DALI's wheel names carry the CUDA version (nvidia-dali-cuda130, -cuda120, ...); a copy on
-    PYTHONPATH may have no metadata at all, so fall back to the module's own __version__."""
+    PYTHONPATH may have no metadata at all, so fall back to the module's own __version__. None
+    when `nvidia.dali` cannot be found (whatever metadata may say)."""
+    from fastssl.data.loaders import dali_available
+    if not dali_available():
+        return None
     for dist in importlib.metadata.distributions():
         name = (dist.metadata.get("Name") or "").lower()
         if name.startswith("nvidia-dali"):
             return f"{dist.version} ({name})"
-    if importlib.util.find_spec("nvidia.dali") is not None:
-        try:
-            import nvidia.dali as dali
-            return getattr(dali, "__version__", "unknown")
-        except Exception as e:  # noqa: BLE001 - a broken install is worth reporting, not raising
-            return f"import failed: {e}"
-    return None
+    try:
+        import nvidia.dali as dali
+        return getattr(dali, "__version__", "unknown")
+    except Exception as e:  # noqa: BLE001 - a broken install is worth reporting, not raising
+        return f"import failed: {e}"
 
 
 def _module_version(module: str, *dists: str) -> str | None:
     version = _version(*dists)
-    if version is None and importlib.util.find_spec(module) is not None:
+    if version is None and installed(module):
         try:
             return getattr(__import__(module), "__version__", "unknown")
         except Exception as e:  # noqa: BLE001

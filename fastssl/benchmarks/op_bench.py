@@ -9,7 +9,7 @@ from fastssl.benchmarks.stats import rate_stats
 
 
 def _op_inputs(spec: dict):
-    from fastssl.train.common import input_dtype
+    from fastssl.train.inputs import input_dtype
     cfg = config(spec, "pretrain")
     windows, starts, orders, _ = device_inputs(cfg, cfg.device, cfg.batch_size, seed=1)
     dtype = input_dtype(cfg)
@@ -91,7 +91,7 @@ def op_dali(spec: dict) -> dict:
         return nbytes
 
     samples = timed(spec, step, share=0.5)
-    del p
+    p = None  # the pipeline and its threads go now
     return {"metric": rate_stats(samples, "GB/s", scale=1e-9), "bytes_per_call": nbytes,
             "max_abs_diff_vs_reference": err, "notes": notes}
 

@@ -38,18 +38,18 @@ def _device_memory() -> dict:
 
 
 def run(name: str, spec: dict) -> dict:
-    from fastssl.benchmarks.components import COMPONENTS
+    from fastssl.benchmarks.components import REGISTRY
 
     t0 = time.perf_counter()
     if spec.get("deadline_s"):
         spec["_deadline"] = t0 + float(spec["deadline_s"])
-    if name not in COMPONENTS:
-        raise SystemExit(f"unknown component {name!r}; choose from {sorted(COMPONENTS)}")
+    if name not in REGISTRY:
+        raise SystemExit(f"unknown component {name!r}; choose from {sorted(REGISTRY)}")
     if spec.get("main_threads"):
         import torch
         torch.set_num_threads(int(spec["main_threads"]))
     try:
-        result = COMPONENTS[name](spec)
+        result = REGISTRY[name].run(spec)
         result["status"] = "ok"
     except Exception as e:  # noqa: BLE001 - reported to the parent, which carries on
         result = {"status": "error", "error": f"{type(e).__name__}: {e}",

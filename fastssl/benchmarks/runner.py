@@ -9,48 +9,23 @@ bounded by the budget left (the subprocess is killed past it and reported as tim
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from fastssl.benchmarks.components import DEFAULT_GROUPS, REGISTRY, display_order
 from fastssl.benchmarks.isolation import spawn
-from fastssl.benchmarks.machine import describe, machine_info, usable_cores
+from fastssl.benchmarks.machine import describe, installed, machine_info
 from fastssl.benchmarks.report import format_report
 
 SCHEMA = "fastssl-bench/1"
-GROUPS = ("loader", "baseline", "model", "e2e", "op", "profile", "peers")
-
-# name, group, title ({...} filled from the settings). Listed in priority order.
-COMPONENTS = [
-    ("loader.pyav", "loader", "fastssl PyAV loader, {workers} workers, + clip builder"),
-    ("loader.baseline", "baseline", "baseline DataLoader, {workers} workers, float clips built in workers"),
-    ("model.pretext", "model", "pretext training step on device tensors (model-only ceiling)"),
-    ("e2e.pretrain", "e2e", "real pretrain loop ({e2e_loader} loader), {steps} timed steps after warm-up"),
-    ("loader.dali", "loader", "fastssl DALI loader on {device}, {workers} threads, + clip builder"),
-    ("loader.pyav-1t", "loader", "as loader.pyav, torch.set_num_threads(1) in the main process"),
-    ("profile", "profile", "per-question stage costs, one process (why the ratio is what it is)"),
-    ("model.finetune", "model", "fine-tune training step on device tensors (model-only ceiling)"),
-    ("e2e.finetune", "e2e", "real finetune loop ({e2e_loader} loader), {steps} timed steps after warm-up"),
-    ("op.copy", "op", "copy bandwidth of the device (reference for the op)"),
-    ("op.reference", "op", "build_clips, torch reference"),
-    ("op.triton", "op", "build_clips, Triton kernel"),
-    ("op.dali", "op", "DALI-only: sequence_rearrange + crop_mirror_normalize"),
-    ("peer.pyav", "peers", "fastssl's PyAV window decoder, timed like the peers, one process"),
-    ("peer.torchcodec", "peers", "torchcodec decoding the same windows, one process"),
-    ("peer.decord", "peers", "decord decoding the same windows, one process"),
-]
-DISPLAY = ["loader.pyav", "loader.pyav-1t", "loader.dali", "loader.baseline", "model.pretext", "model.finetune",
-           "e2e.pretrain", "e2e.finetune", "op.copy", "op.reference", "op.triton", "op.dali",
-           "peer.pyav", "peer.torchcodec", "peer.decord", "profile"]
-
 RESERVE_S = 2.0      # kept back for the table and the JSON
-MIN_START_S = 6.0    # a component is not started with less than this left (imports alone ~2 s)
+MIN_START_S = 6.0    # a component is not started with less than this left (its imports take seconds)
 
 
 @dataclass
@@ -70,7 +45,7 @@ class Settings:
     warmup: int = 2                 # warm-up blocks / steps per component
     steps: int = 40                 # steps of each end-to-end run
     time_budget: float = 1200.0     # the whole run, dataset generation included
-    groups: tuple = ("loader", "baseline", "model", "e2e", "op", "profile")
+    groups: tuple = DEFAULT_GROUPS  # groups and/or single component names
     data: str | None = None         # an existing dataset; else a synthetic one is generated
     codec: str | None = None        # for the generated dataset (None: h264 on CUDA, vp9 on CPU)
     classes: int = 10
@@ -81,8 +56,7 @@ class Settings:
     profile_questions: int = 48
     repeats: int = 1                # runs of the loader.pyav / loader.baseline pair, alternating
     main_threads: int | None = None  # torch threads in each component's main process (None: default)
-    quick: bool = False
-    extra: dict = field(default_factory=dict)
+    drop: tuple = ()                # single components left out (--skip loader.dali, ...)
 
 
 def _now() -> str:
@@ -98,41 +72,51 @@ def _write_json(path: Path, doc: dict) -> None:
 
 def _dali_reason(device: str, codecs: set) -> str | None:
     """Why the DALI loader cannot run here, or None."""
-    from fastssl.data.loaders import dali_available
-    if not dali_available():
+    from fastssl.data import loaders
+    if not loaders.dali_available():
         return "nvidia-dali is not installed"
     try:
-        from fastssl.data.dali_loader import decodable_codecs
-    except Exception as e:  # noqa: BLE001 - the loader module itself may be missing or broken
-        return f"fastssl.data.dali_loader does not import: {e}"
-    bad = codecs - set(decodable_codecs(device))
+        dali = loaders.get("dali")
+    except Exception as e:  # noqa: BLE001 - the loader package itself may be missing or broken
+        return f"fastssl's DALI loader does not import: {e}"
+    bad = codecs - set(dali.decodable_codecs(device))
     if bad:
         return (f"DALI on {device} cannot decode {', '.join(sorted(bad))} "
-                f"(it decodes {', '.join(sorted(decodable_codecs(device)))}; use --codec vp9 on a CPU)")
+                f"(it decodes {', '.join(sorted(dali.decodable_codecs(device)))}; use --codec vp9 on a CPU)")
     return None
 
 
-def applicability(name: str, s: Settings, codecs: set) -> str | None:
-    """None if the component can run here, else the reason it is skipped."""
+_HINTS = {"torchcodec": "pip install torchcodec (matching your torch; needs FFmpeg libraries)",
+          "decord": "pip install decord"}
+
+
+def unmet(need: str, s: Settings, codecs: set) -> str | None:
+    """None if this host meets `need` (components.NEEDS), else the reason it does not."""
     cuda = s.device.startswith("cuda")
-    if name == "loader.dali":
-        return _dali_reason(s.device, codecs)
-    if name == "loader.pyav-1t" and cuda:
-        return "CPU only (on CUDA the clip builder runs on the GPU, not in the main process's threads)"
-    if name == "op.dali":
+    if need == "dali":
         from fastssl.data.loaders import dali_available
         return None if dali_available() else "nvidia-dali is not installed"
-    if name == "op.triton":
-        if not cuda:
-            return "needs a CUDA GPU (Triton on the CPU only runs in its interpreter)"
+    if need == "dali-codecs":
+        return _dali_reason(s.device, codecs)
+    if need == "cuda":
+        return None if cuda else "needs a CUDA GPU (Triton on the CPU only runs in its interpreter)"
+    if need == "cpu":
+        return None if not cuda else ("CPU only (on CUDA the clip builder runs on the GPU, not in the "
+                                      "main process's threads)")
+    if need == "triton":
         from fastssl.kernels import triton_available
         return None if triton_available() else "triton does not import"
-    if name.startswith("peer.") and name != "peer.pyav":
-        module = name.split(".", 1)[1]
-        if importlib.util.find_spec(module) is None:
-            hint = {"torchcodec": "pip install torchcodec (matching your torch; needs FFmpeg libraries)",
-                    "decord": "pip install decord"}[module]
-            return f"{module} is not installed (not a dependency; {hint})"
+    if need in _HINTS:
+        return None if installed(need) else f"{need} is not installed (not a dependency; {_HINTS[need]})"
+    raise ValueError(f"unknown requirement {need!r}")
+
+
+def applicability(name: str, s: Settings, codecs: set) -> str | None:
+    """None if the component can run here, else the reason it is skipped (its first unmet need)."""
+    for need in REGISTRY[name].needs:
+        why = unmet(need, s, codecs)
+        if why:
+            return why
     return None
 
 
@@ -281,9 +265,9 @@ def run_bench(s: Settings, json_path: str | os.PathLike, *, echo: Callable[[str]
                 "profile_questions": s.profile_questions, "main_threads": s.main_threads}
         fmt = {"workers": s.workers, "device": s.device, "steps": s.steps, "e2e_loader": e2e_loader}
         todo = []
-        for name, group, title in COMPONENTS:
-            entry = {"group": group, "title": title.format(**fmt)}
-            if (group not in s.groups and name not in s.groups) or name in s.extra.get("drop", ()):
+        for name, c in REGISTRY.items():
+            entry = {"group": c.group, "title": c.title.format(**fmt)}
+            if (c.group not in s.groups and name not in s.groups) or name in s.drop:
                 continue  # not asked for
             why = applicability(name, s, codecs)
             if why:
@@ -320,7 +304,7 @@ def run_bench(s: Settings, json_path: str | os.PathLike, *, echo: Callable[[str]
         doc["ratios"], doc["ratio_details"] = compute_ratios(doc["components"])
         doc["total_seconds"] = round(time.perf_counter() - t_start, 1)
         doc["load_average_end"] = list(os.getloadavg())
-        doc["components"] = {n: doc["components"][n] for n in DISPLAY if n in doc["components"]}
+        doc["components"] = {n: doc["components"][n] for n in display_order() if n in doc["components"]}
         if not s.keep:
             shutil.rmtree(work, ignore_errors=True)
             for c in doc["components"].values():
@@ -346,7 +330,3 @@ def _one_line(c: dict) -> str:
     med = m.get("median")
     return (f"{med:.4g} {m.get('unit')}{spread}; peak RSS {c.get('peak_rss_mb')} MB; "
             f"{c.get('wall_seconds', c.get('seconds'))} s") if med is not None else "no samples"
-
-
-def default_workers() -> int:
-    return usable_cores()

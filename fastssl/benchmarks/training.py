@@ -1,14 +1,13 @@
 """Model-only (training steps on device tensors: the ceiling) and end-to-end (the real loops)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
 
-from fastssl.benchmarks.common import config, device_inputs, prefetched_batches, sync, timed
+from fastssl.benchmarks.common import config, device_inputs, inputs, prefetched_batches, sync, timed
 from fastssl.benchmarks.stats import rate_stats, scaled, summarize
 
 
@@ -27,10 +26,9 @@ def model(spec: dict, which: str) -> dict:
     import torch.nn.functional as F
 
     from fastssl.data.dataset import load_dataset
-    from fastssl.kernels import build_clips
-    from fastssl.train.common import autocast, input_dtype, seed_everything
-    from fastssl.train.finetune import build_classifier
-    from fastssl.train.pretrain import build_siamese
+    from fastssl.models.build import build_classifier, build_siamese
+    from fastssl.train.common import autocast, seed_everything
+    from fastssl.train.inputs import question_clips, single_clips
 
     command = "pretrain" if which == "pretext" else "finetune"
     cfg = config(spec, command)
@@ -40,16 +38,13 @@ def model(spec: dict, which: str) -> dict:
     windows, starts, orders, labels = device_inputs(cfg, dev, B)
     if which == "pretext":
         net = build_siamese(cfg)
-        x = build_clips(windows, starts, orders, mean=cfg.mean, std=cfg.std, dtype=input_dtype(cfg))
-        y = labels
+        # what the pretraining loop feeds the model
+        x, y = question_clips({"windows": windows, "starts": starts, "orders": orders, "label": labels}, cfg)
         per_step = {"questions": B, "clips": B * cfg.N}
     else:
         classes = load_dataset(cfg.data).num_classes
         net = build_classifier(cfg, classes)
-        one = torch.zeros_like(starts[:, :1])
-        ident = torch.arange(cfg.D, device=dev).expand(B, 1, cfg.D).contiguous()
-        x = build_clips(windows[:, :cfg.D].contiguous(), one, ident, mean=cfg.mean, std=cfg.std,
-                        dtype=input_dtype(cfg))
+        x = single_clips(windows[:, :cfg.D].contiguous(), cfg)  # what the fine-tuning loop feeds
         y = labels % classes
         per_step = {"clips": B}
     del windows
@@ -91,9 +86,6 @@ def e2e(spec: dict, which: str) -> dict:
     """Runs fastssl.train.pretrain.pretrain / finetune.finetune unchanged and reads the
     `clips_per_s` and `data_wait_fraction` they log to metrics.jsonl. The first logging interval
     holds the loader's start-up (workers forking, pipelines building), so it is dropped."""
-    from fastssl.data.dataset import check_videos, load_dataset
-    from fastssl.data import loaders
-
     command = "pretrain" if which == "pretrain" else "finetune"
     measured = int(spec.get("steps", 20))
     log_every = max(1, measured // 8)
@@ -104,19 +96,9 @@ def e2e(spec: dict, which: str) -> dict:
     steps = warm + -(-measured // log_every) * log_every
     run_dir = Path(spec["workdir"]) / f"e2e-{which}"
     cfg = config(spec, command, loader=e2e_loader, steps=steps, log_every=log_every,
-                 ckpt_every=10**9, eval_questions=1)
-    cfg.out = str(run_dir)
+                 ckpt_every=10**9, eval_questions=1, out=str(run_dir))
     notes: list[str] = []
-    dataset = load_dataset(cfg.data)
-    need = cfg.W if command == "pretrain" else cfg.D
-    train = check_videos(dataset.train, need, skip=True, what=command, report=notes.append)
-    test = check_videos(dataset.test, cfg.W if command == "pretrain" else cfg.D, skip=True,
-                        what=command, report=notes.append)
-    train = loaders.validate_files(cfg.loader, train, device=cfg.device, min_frames=need, skip=True,
-                                   report=notes.append)
-    test = loaders.validate_files(cfg.loader, test, device=cfg.device, min_frames=need, skip=True,
-                                  report=notes.append)
-    dataset = dataclasses.replace(dataset, train=train, test=test)
+    dataset = inputs(cfg, notes)
     t0 = time.perf_counter()
     if command == "pretrain":
         from fastssl.train.pretrain import pretrain

@@ -4,6 +4,7 @@ Used by the PyAV loader (the fallback on hosts without DALI) and by tests as gro
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 
 import av
@@ -21,12 +22,25 @@ class WindowDecoder:
     Keeps a few containers open (seeking an open file is much cheaper than reopening it) and one
     VideoReformatter (colour conversion + resize in one libswscale pass, its context reused).
     One instance per process: DataLoader workers each build their own after fork.
+
+    `timings`: an optional dict to which `decode` adds the seconds spent in each of its STAGES:
+    "open" (find the file among the open ones, or open it), "seek" (to the keyframe before the
+    window), "decode" (every frame from there, those before the window included), "convert"
+    (yuv -> rgb + resize, one swscale pass per kept frame). `fastssl bench` reads them. Left
+    None, `decode` reads no clock.
     """
 
-    def __init__(self, max_open: int = 8):
+    STAGES = ("open", "seek", "decode", "convert")
+
+    def __init__(self, max_open: int = 8, *, timings: dict[str, float] | None = None):
         self._open: OrderedDict[str, av.container.InputContainer] = OrderedDict()
         self._max_open = max_open
         self._reformatter = VideoReformatter()
+        self.timings = timings
+
+    def is_open(self, path: str) -> bool:
+        """Whether `path` is among the files kept open (its next window needs no av.open)."""
+        return path in self._open
 
     def _container(self, path: str):
         container = self._open.pop(path, None)
@@ -48,16 +62,24 @@ class WindowDecoder:
         """Frames [start, start+length) of `path`, optionally resized to `resize` = (h, w)."""
         if length < 1:
             raise DecodeError(f"{path}: asked for {length} frames from frame {start}")
+        timings = self.timings
+        t = time.perf_counter() if timings is not None else 0.0
         container = self._container(path)
         stream = container.streams.video[0]
         # Frame index <-> pts: our files have pts = index in a 1/fps clock, whatever time base
         # the container stores it in, so index = round(time * fps).
         target = int(round(start / fps / stream.time_base))
+        if timings is not None:
+            t = _lap(timings, "open", t)
         out = None
         got = 0
         try:
             container.seek(target, stream=stream, backward=True, any_frame=False)
+            if timings is not None:
+                t = _lap(timings, "seek", t)
             for frame in container.decode(stream):
+                if timings is not None:
+                    t = _lap(timings, "decode", t)
                 if frame.pts is None:
                     raise DecodeError(f"{path}: frame without a timestamp; re-encode it with `fastssl prepare`")
                 index = int(round(frame.time * fps))
@@ -74,6 +96,8 @@ class WindowDecoder:
                     out = np.empty((length, h, w, 3), dtype=np.uint8)
                 out[got] = array
                 got += 1
+                if timings is not None:
+                    t = _lap(timings, "convert", t)
                 if got == length:
                     return out
         except av.error.FFmpegError as e:
@@ -88,6 +112,13 @@ class WindowDecoder:
         for container in self._open.values():
             container.close()
         self._open.clear()
+
+
+def _lap(timings: dict[str, float], stage: str, t0: float) -> float:
+    """Add the seconds since `t0` to `timings[stage]`; return now."""
+    t1 = time.perf_counter()
+    timings[stage] = timings.get(stage, 0.0) + (t1 - t0)
+    return t1
 
 
 def count_frames(path: str) -> int:

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from fastssl.config import PRESETS, Config, default_preset, resolve
+from fastssl.config import DEVICES, PRECISIONS, PRESETS, Config, default_preset, resolve
 from fastssl.data import loaders
 from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset
 from fastssl.models.alexnet3d import MIN_FRAMES
@@ -22,9 +22,6 @@ from fastssl.train.checkpoints import (Checkpoint, CheckpointError, checkpoint_f
 from fastssl.train import distributed
 from fastssl.train.common import lr_factor
 from fastssl.train.rundir import RunDirError, check_run_dir
-
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 class SetupError(ValueError):
