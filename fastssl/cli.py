@@ -133,6 +133,33 @@ long_run_options = _options(
 )
 
 
+def _parse_triple(value, flag):
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(x) for x in value.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise click.BadParameter(f"{value!r} is not three comma-separated numbers (R,G,B in 0-255 "
+                                 "units)", param_hint=flag)
+    return parts
+
+
+init_options = _options(
+    click.option("--inflate", type=click.Path(dir_okay=False), default=None,
+                 help="A 2D AlexNet state dict (torchvision's key layout, e.g. ImageNet weights "
+                      "you downloaded) whose conv1-conv5 are inflated to 3D as the starting "
+                      "point (needs --width 1.0). Inputs are then normalised with ImageNet's "
+                      "mean/std unless --mean/--std are given. Not with --init."),
+    click.option("--mean", type=str, default=None, callback=lambda c, p, v: _parse_triple(v, "--mean"),
+                 help="Input normalisation mean, R,G,B in 0-255 units (default: the Kinetics/UCF "
+                      "statistics; ImageNet's with --inflate)."),
+    click.option("--std", type=str, default=None, callback=lambda c, p, v: _parse_triple(v, "--std"),
+                 help="Input normalisation std, R,G,B in 0-255 units."),
+)
+
+
 def _parse_resize(value):
     if value is None:
         return None
@@ -189,7 +216,7 @@ def _train(ctx, command: str, run, kw: dict) -> dict:
             raise click.UsageError("Missing option '--data' (or --resume RUN_DIR).")
         ckpt = None
         cfg, dataset = _usage_errors(lambda: setup_training(command, force=force, report=click.echo, **kw))
-        if command == "finetune" and cfg.init is None:
+        if command == "finetune" and cfg.init is None and cfg.inflate is None:
             click.echo("no --init: training from scratch")
     d = distributed.from_env()
     try:
@@ -309,6 +336,7 @@ def synth(out, classes, motions, list_motions, videos_per_class, frames, size, f
 @click.option("--mode", type=click.Choice(MODES), default="rp", show_default=True,
               help="How the wrong clip is made: rp = random permutation, ss = split and swap, "
                    "pb = played backward.")
+@init_options
 @click.option("--window", "W", type=int, default=None,
               help="W: frames in the window the N clips are taken from (default 20).")
 @click.option("--clips", "N", type=int, default=None,
@@ -338,7 +366,9 @@ def pretrain(ctx, **kw):
 @runtime_options
 @long_run_options
 @click.option("--init", type=click.Path(dir_okay=False), default=None,
-              help="Pretext checkpoint whose conv1..pool3 initialise the model. Without it: from scratch.")
+              help="Pretext checkpoint whose conv1..pool3 initialise the model. Without it (and "
+                   "without --inflate): from scratch.")
+@init_options
 @click.option("--lr-fc", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate of the new fc layers (paper: 1e-3).")
 @click.option("--lr-conv", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -81,6 +81,7 @@ class Config:
     lr_conv: float = 1e-4
     warmup: float = 0.02
     init: str | None = None             # finetune: pretext checkpoint (None = scratch)
+    inflate: str | None = None          # 2D AlexNet state dict whose conv weights are inflated to 3D
     split: int = 1                      # which train/test split lists (UCF101/HMDB51 have 1-3)
     # runtime
     seed: int = 0

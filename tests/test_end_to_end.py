@@ -96,3 +96,21 @@ def test_finetune_refuses_a_classifier_checkpoint_as_init(synth, tmp_path):
                                                          "--init", tmp_path / "scratch" / "checkpoint.pt"]])
     assert result.exit_code == 2 and "needs a pretext checkpoint" in result.output
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_same_losses_whatever_the_dali_pipelines(tmp_path):
+    from fastssl.data import loaders
+    if not loaders.dali_available():
+        pytest.skip("DALI is not installed")
+    data = tmp_path / "vp9"
+    run("synth", data, "--classes", "2", "--videos-per-class", "3", "--frames", "24", "--size", "96x72",
+        "--codec", "vp9")
+    common = ["--data", data, "--device", "cpu", "--loader", "dali", "--batch-size", "4", "--steps", "4",
+              "--log-every", "1"]
+    runs = {}
+    for decoders in (1, 2):
+        run("pretrain", *common, "--decoders", decoders, "--workers", decoders, "--out", tmp_path / str(decoders))
+        lines = [json.loads(l) for l in (tmp_path / str(decoders) / "metrics.jsonl").read_text().splitlines()]
+        runs[decoders] = [(l["pretext/loss"], l["pretext/accuracy"]) for l in lines if "pretext/loss" in l]
+    assert len(runs[1]) == 4 and runs[1] == runs[2]

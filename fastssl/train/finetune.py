@@ -18,6 +18,7 @@ from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.data.sampling import ClipPlan
 from fastssl.models import build_classifier
+from fastssl.models.inflate import inflate_from_file
 from fastssl.train.checkpoints import Checkpoint, checkpoint_for_init, load_features
 from fastssl.train.common import RunLog, autocast, seed_everything, set_deterministic
 from fastssl.train.inputs import labelled_clips, single_clips
@@ -39,6 +40,8 @@ def finetune(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force
     model = build_classifier(cfg, dataset.num_classes)
     if cfg.init and resume is None:
         load_features(model, checkpoint_for_init(cfg.init, cfg))
+    if cfg.inflate and resume is None:
+        inflate_from_file(model.features, cfg.inflate)
     plan = ClipPlan(dataset.train, D=cfg.D, geometry=cfg.geometry(), seed=cfg.seed)
     total = cfg.total_steps(plan.epoch_size)
     optimizer = torch.optim.Adam([

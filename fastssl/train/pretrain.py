@@ -17,6 +17,7 @@ from fastssl.data import loaders
 from fastssl.data.dataset import VideoDataset
 from fastssl.data.sampling import PretextPlan
 from fastssl.models import SiameseNet, build_siamese
+from fastssl.models.inflate import inflate_from_file
 from fastssl.train.checkpoints import Checkpoint
 from fastssl.train.common import RunLog, autocast, seed_everything, set_deterministic
 from fastssl.train.inputs import question_clips
@@ -38,6 +39,8 @@ def pretrain(cfg: Config, dataset: VideoDataset, *, progress: bool = True, force
                        seed=cfg.seed, train=True)
     total = cfg.total_steps(plan.epoch_size)
     model = build_siamese(cfg)
+    if cfg.inflate and resume is None:
+        inflate_from_file(model.features, cfg.inflate)
     optimizer = torch.optim.Adam([{"params": model.parameters(), "lr": cfg.lr, "base_lr": cfg.lr,
                                    "name": "all"}])
     scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")

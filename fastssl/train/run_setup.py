@@ -182,6 +182,9 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     """pretrain / finetune: options -> (Config, dataset), every check done before any work."""
     cfg = build_config(command, report=report, skip_bad=skip_bad, **options)
     check_out(cfg.out, force=force)
+    if cfg.inflate is not None:
+        cfg = check_inflate(cfg, mean_given=options.get("mean") is not None,
+                            std_given=options.get("std") is not None, report=report)
     if cfg.init is not None:
         try:
             init = checkpoint_for_init(cfg.init, cfg)
@@ -193,6 +196,28 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     dataset = load_inputs(cfg, skip_bad=skip_bad, report=report)
     report(describe(cfg, dataset))
     return cfg, dataset
+
+
+def check_inflate(cfg: Config, *, mean_given: bool, std_given: bool, report=print) -> Config:
+    """--inflate: the file must hold 2D AlexNet weights that fit this model; inputs are then
+    normalised as the 2D weights were trained (ImageNet's statistics) unless --mean/--std say."""
+    from fastssl.models.alexnet3d import conv_features
+    from fastssl.models.inflate import IMAGENET_MEAN, IMAGENET_STD, InflateError, load_2d_state_dict, inflate_into
+    if cfg.init is not None:
+        raise SetupError("--inflate and --init both initialise the conv layers: give one", "--inflate")
+    try:
+        inflate_into(conv_features(cfg.width), load_2d_state_dict(cfg.inflate), source=cfg.inflate)
+    except InflateError as e:
+        raise SetupError(str(e), "--inflate") from None
+    changes = {}
+    if not mean_given:
+        changes["mean"] = IMAGENET_MEAN
+    if not std_given:
+        changes["std"] = IMAGENET_STD
+    if changes:
+        report("--inflate: inputs normalised with ImageNet's mean and std (the 2D weights' own); "
+               "--mean/--std override")
+    return dataclasses.replace(cfg, **changes)
 
 
 # What `--resume` may change: everything else is the run's saved config.
