@@ -216,3 +216,23 @@ def test_shuffled_orders_are_permutations_seeded_per_video():
     assert torch.equal(a, shuffled_orders(5, 8, seed=1, video=3))
     assert not torch.equal(a, shuffled_orders(5, 8, seed=1, video=4))
     assert any(row.tolist() != list(range(8)) for row in a[:, 0])
+
+
+@pytest.mark.slow
+def test_init_from_another_split_warns_and_evaluate_keeps_the_checkpoint_split(tmp_path):
+    import json
+    import shutil
+    root = make_coded_dataset(tmp_path / "two", frames=(24, 30, 30))
+    shutil.copy(root / "trainlist01.txt", root / "trainlist02.txt")
+    shutil.copy(root / "testlist01.txt", root / "testlist02.txt")
+    common = ["--data", root, "--device", "cpu", "--workers", "0", "--steps", "1", "--batch-size", "2"]
+    assert run("pretrain", *common, "--split", "2", "--window", "12", "--clips", "3",
+               "--out", tmp_path / "p").exit_code == 0
+    ft = run("finetune", *common, "--init", tmp_path / "p" / "checkpoint.pt", "--out", tmp_path / "f",
+             "--width", "0.25")
+    assert ft.exit_code == 0, ft.output
+    assert "pretrained on split 2, and this is split 1" in ft.output
+    ev = run("evaluate", "--data", root, "--device", "cpu", "--workers", "0",
+             "--checkpoint", tmp_path / "p" / "checkpoint.pt", "--out", tmp_path / "e")
+    assert ev.exit_code == 0 and "(split 2)" in ev.output
+    assert json.loads((tmp_path / "e" / "eval.json").read_text())["split"] == 2
