@@ -27,9 +27,16 @@ torch     30        torch sees the GPU and runs a matmul on it
 dali      40        DALI and PyAV import (from PYTHONPATH); a tiny DALI pipeline runs on the GPU
 nvdec     10        the driver's video decode library (libnvcuvid) is present: NVDEC needs it
 synth     60        a small H.264 synthetic dataset, in the temp folder
-pytest    90        pytest -m gpu
+pytest    80        pytest -m gpu
+torchrun  60        torchrun --standalone --nproc-per-node 1 -m fastssl pretrain (paper, 40 steps): exit 0, clips/s
+determinism 90      the same pretrain (30 steps) without and with --deterministic: clips/s side by side
 bench     rest      fastssl bench, paper preset, on the time that is left (CPU: a plumbing check)
 "
+# Budgets: the fixed steps may take 390 s at most, so bench gets >= 75 s of the 480 s default in the
+# worst case and ~250 s typically (env/torch/dali/nvdec/synth take ~45 s, pytest ~60 s, torchrun and
+# determinism ~25 s and ~50 s on an H100). torchrun and determinism came with issue 10, 10 s of
+# them taken from pytest; the 480 s total is unchanged (15 lent minutes - ~4 carrying DALI over -
+# the machine's start and the copy back).
 set -u
 
 if [ $# -ne 1 ]; then
@@ -47,8 +54,9 @@ START=$(date +%s)
 WORK=$(mktemp -d /tmp/gpucheck.XXXXXX) || { echo "mktemp failed" >&2; exit 2; }
 LOGS="$WORK/logs"
 DATA="$WORK/data"
-mkdir -p "$LOGS"
-export PY DATA OUT
+RUNS="$WORK/runs"                # run folders of the torchrun and determinism steps
+mkdir -p "$LOGS" "$RUNS"
+export PY DATA OUT RUNS
 SUMMARY="$OUT/summary.txt"
 rm -f "$SUMMARY" "$OUT/bench.json" "$OUT/logs.tar.gz"
 HAVE_GPU=0
@@ -172,6 +180,41 @@ step_pytest() {
     "$PY" -m pytest -m gpu -q -p no:cacheprovider -rs
 }
 
+step_torchrun() {
+    # The data-parallel code path (issue 10) with one rank on the one GPU: process group (NCCL),
+    # DDP wrapping, LOCAL_RANK device, the host gloo group for metrics and stop decisions.
+    if [ "$HAVE_GPU" != 1 ]; then
+        echo "no GPU: the torchrun check runs on CUDA only (CPU: tests/test_distributed.py)"; return 5
+    fi
+    [ -f "$DATA/index.csv" ] || { echo "no dataset (the synth step failed)"; return 1; }
+    local run="$RUNS/torchrun" rc t0
+    t0=$(date +%s)
+    MASTER_ADDR=127.0.0.1 GLOO_SOCKET_IFNAME=lo "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
+        -m fastssl pretrain --data "$DATA" --out "$run" --force --preset paper --device cuda --steps 40 \
+        --log-every 5 --ckpt-every 1000000
+    rc=$?
+    echo "torchrun exit status $rc after $(( $(date +%s) - t0 ))s"
+    [ "$rc" = 0 ] || return "$rc"
+    echo "torchrun --nproc-per-node 1: $(pretrain_rate "$run" 10 | head -n 1)"
+}
+
+step_determinism() {
+    # What --deterministic costs on CUDA: the same short run without and with it.
+    if [ "$HAVE_GPU" != 1 ]; then echo "no GPU: --deterministic only changes CUDA runs"; return 5; fi
+    [ -f "$DATA/index.csv" ] || { echo "no dataset (the synth step failed)"; return 1; }
+    local flag run rate plain="" det=""
+    for flag in "" --deterministic; do
+        run="$RUNS/det${flag:+-on}"
+        "$PY" -m fastssl pretrain --data "$DATA" --out "$run" --force --preset paper --device cuda \
+            --steps 30 --log-every 5 --ckpt-every 1000000 $flag || return
+        rate=$(pretrain_rate "$run" 10) || return
+        echo "${flag:-(default)}: $(echo "$rate" | head -n 1)"
+        if [ -z "$flag" ]; then plain=${rate##*RATE }; else det=${rate##*RATE }; fi
+    done
+    "$PY" -c "import sys; a, b = map(float, sys.argv[1:]); print(f'determinism: clips/s {a:.1f} default, '
+              f'{b:.1f} with --deterministic: {b / a:.3f}x ({100 * (1 - b / a):.1f}% cost)')" "$plain" "$det"
+}
+
 step_bench() {
     local data=() budget=$(( STEP_LIMIT - 10 ))
     [ -f "$DATA/index.csv" ] && data=(--data "$DATA")
@@ -194,6 +237,27 @@ for name, c in doc["components"].items():
 EOF
 }
 
+# pretrain_rate RUN_DIR WARM_STEPS: clips/s and data wait of a finished run, from its metrics.jsonl
+# (intervals ending after WARM_STEPS; the first ones hold start-up and the loader's queue filling).
+pretrain_rate() {
+    "$PY" - "$1" "$2" <<'EOF'
+import json, statistics, sys
+run, warm = sys.argv[1], int(sys.argv[2])
+rows = [json.loads(l) for l in open(f"{run}/metrics.jsonl") if l.strip()]
+rows = [r for r in rows if "clips_per_s" in r]
+kept = [r for r in rows if r["step"] > warm] or rows[-1:]
+cfg = json.load(open(f"{run}/config.json"))
+clips = statistics.median(r["clips_per_s"] for r in kept)
+wait = statistics.median(r["data_wait_fraction"] for r in kept)
+print(f"clips/s {clips:.1f} (median of {len(kept)} intervals after step {warm}; "
+      f"min {min(r['clips_per_s'] for r in kept):.1f}, max {max(r['clips_per_s'] for r in kept):.1f}), "
+      f"data wait {100 * wait:.1f}%, loader {cfg.get('loader')}, preset {cfg.get('preset')}, "
+      f"batch {cfg.get('batch_size')}, precision {cfg.get('precision')}")
+print(f"RATE {clips:.2f}")
+EOF
+}
+export -f pretrain_rate
+
 # ---- run them -------------------------------------------------------------------------------
 
 say "fastssl gpu_check  $(date -Is)  host $(hostname)  budget ${TOTAL_S}s  outdir $OUT"
@@ -204,6 +268,10 @@ while read -r name budget _; do
     rc=$?
     if [ "$name" = torch ]; then
         if [ "$rc" = 0 ]; then HAVE_GPU=1; else say "         -> no usable GPU: GPU steps run as plumbing checks or skip"; fi
+    fi
+    if [ "$name" = torchrun ] || [ "$name" = determinism ]; then
+        grep -E '^(torchrun --nproc|determinism:|\(default\)|--deterministic)' \
+            "$(printf "%s/%02d-%s.log" "$LOGS" "$N" "$name")" | cut -c1-220 | sed 's/^/    /' >>"$SUMMARY"
     fi
     if [ "$name" = bench ] && [ -f "$OUT/bench.json" ]; then
         grep -v '^\s*$' "$(printf "%s/%02d-%s.log" "$LOGS" "$N" bench)" | sed -n '/^bench ratios:/,$p' >>"$SUMMARY"

@@ -116,6 +116,8 @@ def bench(quick, preset, device, precision, mode, batch_size, workers, decoders,
     baseline      a plain DataLoader: PyAV + to_ndarray + CPU resize + float clips in the workers
     model-only    pretext and fine-tune steps on device tensors (the ceiling), TFLOP/s
     end-to-end    the real pretrain/finetune loops: clips/s and data-wait fraction
+    data-parallel `fastssl pretrain` under torchrun, 1 and 2 processes (CUDA: 2 GPUs; dp.gpus:
+                  one per visible GPU when more than 2) on the same global batch, clips/s
     op            the clip builder (Triton, torch, DALI-only) against the copy bandwidth
     profile       where a question's CPU time goes, stage by stage, for both CPU paths
     peers         torchcodec / decord on the same windows (--peers; when installed)

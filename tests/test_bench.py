@@ -138,7 +138,7 @@ def test_baseline_clips_are_normalized_like_the_clip_builder(coded):
     (["--steps", "1"], "x>=2"),
     (["--time-budget", "0"], "x>=1"),
     (["--only", "nope"], "unknown group"),
-    (["--skip", "loader,baseline,model,e2e,op,profile"], "nothing left to run"),
+    (["--skip", "loader,baseline,model,e2e,dp,op,profile"], "nothing left to run"),
     (["--resize", "big"], "is not of the form"),
     (["--video-size", "33x20"], "must be even"),
     (["--device", "tpu"], "'tpu' is not one of"),
@@ -354,3 +354,71 @@ def test_gpu_check_brings_back_at_most_8_files(tmp_path):
     assert logs == [f"{i:02d}-{name}.log" for i, name in enumerate(steps, 1)]
     assert "env      ok" in summary and "bench    ok" in summary
     assert json.loads((out / "bench.json").read_text())["components"]["op.copy"]["status"] == "ok"
+
+
+# ---- data parallel (issue 10): the real pretrain command under torchrun, 1 and 2 processes ----
+
+def test_dp_components_launch_the_real_command_and_split_the_global_batch(monkeypatch):
+    from fastssl.benchmarks import parallel, runner
+    assert parallel.global_batch(16, 2) == 16 and parallel.global_batch(17, 2) == 16
+    assert parallel.global_batch(64, 3) == 63
+    with pytest.raises(ValueError, match="at least 2 each"):
+        parallel.global_batch(3, 2)
+    spec = {"data": "/d", "preset": "tiny", "device": "cpu", "precision": "fp32", "resize": [72, 96]}
+    line = parallel.launch_line(spec, 2, out="/o", batch=8, steps=7, log_every=1, workers=0, loader="pyav")
+    assert line[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    assert line[6:9] == ["-m", "fastssl", "pretrain"]
+    i = line.index("--batch-size")
+    assert line[i + 1] == "8" and line[line.index("--resize") + 1] == "72x96" and "--force" in line
+    # what runs where: dp.1 and dp.2 on the CPU (gloo); on CUDA dp.2 needs 2 GPUs, dp.gpus more than 2
+    cpu = Settings(device="cpu", preset="tiny", precision="fp32")
+    assert applicability("dp.1", cpu, set()) is None and applicability("dp.2", cpu, set()) is None
+    assert "CUDA only" in applicability("dp.gpus", cpu, set())
+    cuda = Settings(device="cuda", preset="paper", precision="bf16")
+    for gpus, two, more in ((1, "2 GPUs", "more than 2"), (2, None, "more than 2"), (4, None, None)):
+        monkeypatch.setattr(runner, "visible_gpus", lambda: gpus)
+        why2, why3 = applicability("dp.2", cuda, set()), applicability("dp.gpus", cuda, set())
+        assert (why2 is None) == (two is None) and (two is None or two in why2), (gpus, why2)
+        assert (why3 is None) == (more is None) and (more is None or more in why3), (gpus, why3)
+    assert {REGISTRY[n].group for n in ("dp.1", "dp.2", "dp.gpus")} == {"dp"} and "dp" in DEFAULT_GROUPS
+
+
+def test_dp_ratio_and_efficiency():
+    def ok(median, ranks):
+        return {"status": "ok", "metric": {"median": median}, "ranks": ranks}
+    ratios, details = compute_ratios({"dp.1": ok(100.0, 1), "dp.2": ok(150.0, 2), "dp.gpus": ok(600.0, 8)})
+    assert ratios["dp_2_vs_1"] == 1.5 and details["dp_2_efficiency"] == 0.75
+    assert ratios["dp_gpus_vs_1"] == 6.0 and details["dp_gpus_ranks"] == 8 and details["dp_gpus_efficiency"] == 0.75
+    ratios, _ = compute_ratios({"dp.1": ok(100.0, 1), "dp.2": {"status": "skipped"}})
+    assert ratios["dp_2_vs_1"] is None
+
+
+@pytest.mark.slow  # ~40-60 s on 2 cores: two torchrun launches of the real pretrain command
+def test_bench_dp_section_runs_one_and_two_processes(tmp_path):
+    out = tmp_path / "bench.json"
+    result = invoke("--device", "cpu", "--only", "dp", "--workers", "0", "--batch-size", "4", "--steps", "2",
+                    "--classes", "2", "--videos-per-class", "3", "--frames", "24", "--video-size", "96x72",
+                    "--time-budget", "400", "--json", out)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    c = doc["components"]
+    assert list(c) == ["dp.1", "dp.2", "dp.gpus"]
+    assert c["dp.gpus"]["status"] == "skipped" and "CUDA only" in c["dp.gpus"]["reason"]
+    cores = doc["machine"]["cpu_cores_usable"]
+    for name, ranks in (("dp.1", 1), ("dp.2", 2)):
+        d = c[name]
+        assert d["status"] == "ok", (name, d.get("error"), d.get("traceback"))
+        assert d["ranks"] == ranks and d["backend"] == "gloo" and d["exit_status"] == 0
+        assert d["global_batch"] == 4 and d["per_rank_batch"] == 4 // ranks  # the same global batch
+        assert d["threads_per_rank"] == max(1, cores // ranks)
+        assert f"--nproc-per-node {ranks} -m fastssl pretrain" in d["launch"]
+        assert d["launch"].startswith("torchrun --standalone")
+        # warm-up intervals apart; every timed interval counted
+        assert d["metric"]["unit"] == "clips/s" and d["metric"]["median"] > 0
+        assert d["metric"]["n"] == (d["steps"] - d["warmup_steps"]) // d["log_every"] == 2
+        assert len(d["warmup"]) == d["warmup_steps"] // d["log_every"]
+    assert "data_wait_fraction_max" in c["dp.2"]  # reduced over ranks: mean and max
+    ratio = doc["ratios"]["dp_2_vs_1"]
+    assert ratio == pytest.approx(c["dp.2"]["metric"]["median"] / c["dp.1"]["metric"]["median"])
+    assert doc["ratio_details"]["dp_2_efficiency"] == pytest.approx(ratio / 2)
+    assert f"{'dp_2_vs_1':<22} {ratio:8.3g}x" in result.output

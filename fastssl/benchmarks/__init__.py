@@ -13,6 +13,8 @@ Modules, one concern each:
     training.py       model-only (training steps on device tensors) and end-to-end (the real loops)
     op_bench.py       the clip-builder op against the device's copy bandwidth
     decoding.py       peer decoders on the same windows; the per-question profile of both CPU paths
+    parallel.py       data parallel: `fastssl pretrain` under torchrun with 1, 2 (or one per GPU)
+                      processes on the same global batch, clips/s from its metrics.jsonl
     isolation.py      each component in a process of its own (forkserver), killed past its time
     run_component.py  runs one component in a process of its own and reports its JSON (peak RSS
                       per component needs a process of its own: ru_maxrss only ever grows)

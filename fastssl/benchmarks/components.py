@@ -12,6 +12,7 @@ ratios need comes first, so a tight time budget drops the extras, never the rati
     training.py       model.*, e2e.*  training steps on device tensors; the real loops
     op_bench.py       op.*            the clip builder against the copy bandwidth
     decoding.py       peer.*, profile peer decoders; where a question's CPU time goes
+    parallel.py       dp.*            `fastssl pretrain` under torchrun, 1 / 2 / all-GPU processes
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import importlib
 from dataclasses import dataclass
 
 # Groups, in the order the table shows them (`--only` / `--skip` take these or component names).
-GROUPS = ("loader", "baseline", "model", "e2e", "op", "peers", "profile")
-DEFAULT_GROUPS = ("loader", "baseline", "model", "e2e", "op", "profile")  # peers only with --peers
+GROUPS = ("loader", "baseline", "model", "e2e", "dp", "op", "peers", "profile")
+DEFAULT_GROUPS = ("loader", "baseline", "model", "e2e", "dp", "op", "profile")  # peers only with --peers
 
 # What a component may need (runner.unmet says whether this host has it):
 #   "dali"          NVIDIA DALI installed
@@ -28,7 +29,9 @@ DEFAULT_GROUPS = ("loader", "baseline", "model", "e2e", "op", "profile")  # peer
 #   "cuda" / "cpu"  that device
 #   "triton"        triton imports
 #   "torchcodec", "decord"  that (optional, never a dependency) library installed
-NEEDS = ("dali", "dali-codecs", "cuda", "cpu", "triton", "torchcodec", "decord")
+#   "ranks-2"       two data-parallel processes fit: the CPU (gloo), or CUDA with >= 2 GPUs
+#   "gpus-3+"       CUDA with more than 2 GPUs (one process per GPU)
+NEEDS = ("dali", "dali-codecs", "cuda", "cpu", "triton", "torchcodec", "decord", "ranks-2", "gpus-3+")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,13 @@ REGISTRY: dict[str, Component] = {c.name: c for c in [
     _c("op.triton", "op", "build_clips, Triton kernel", "op_bench:op", "triton", needs=("cuda", "triton")),
     _c("op.dali", "op", "DALI-only: sequence_rearrange + crop_mirror_normalize", "op_bench:op_dali",
        needs=("dali",)),
+    # data parallel: the real pretrain command under torchrun, same global batch, last in priority
+    _c("dp.1", "dp", "torchrun pretrain, 1 process ({e2e_loader} loader), {steps} timed steps",
+       "parallel:pretrain", 1),
+    _c("dp.2", "dp", "torchrun pretrain, 2 processes ({dp_backend}), same global batch",
+       "parallel:pretrain", 2, needs=("ranks-2",)),
+    _c("dp.gpus", "dp", "torchrun pretrain, one process per GPU ({gpus}, nccl), same global batch",
+       "parallel:pretrain", "gpus", needs=("gpus-3+",)),
     _c("peer.pyav", "peers", "fastssl's PyAV window decoder, timed like the peers, one process",
        "decoding:peer", "pyav"),
     _c("peer.torchcodec", "peers", "torchcodec decoding the same windows, one process",

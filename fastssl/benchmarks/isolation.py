@@ -19,7 +19,8 @@ PRELOAD = ["numpy", "torch", "torch._dynamo", "av", "fastssl.kernels", "fastssl.
            "fastssl.train.pretrain", "fastssl.train.finetune", "fastssl.train.run_setup",
            "fastssl.benchmarks.components",
            "fastssl.benchmarks.baseline", "fastssl.benchmarks.loader_bench", "fastssl.benchmarks.training",
-           "fastssl.benchmarks.op_bench", "fastssl.benchmarks.decoding", "fastssl.benchmarks.run_component"]
+           "fastssl.benchmarks.op_bench", "fastssl.benchmarks.decoding",
+           "fastssl.benchmarks.parallel", "fastssl.benchmarks.run_component"]
 
 
 def _context():

@@ -22,6 +22,9 @@ def _extra(c: dict) -> str:
         bits.append(f"{_num(c['questions_per_s'].get('median'))} questions/s")
     if "tflops" in c:
         bits.append(f"{_num(c['tflops'].get('median'), 3)} TFLOP/s")
+    if c.get("ranks"):
+        bits.append(f"{c['ranks']} x {c['per_rank_batch']} questions, threads {c['threads_per_rank']}"
+                    f" + workers {c['workers_per_rank']} per rank ({c['backend']})")
     if "data_wait_fraction" in c and c["data_wait_fraction"].get("median") is not None:
         bits.append(f"data wait {100 * c['data_wait_fraction']['median']:.1f}%")
     if c.get("max_abs_diff_vs_reference") is not None:
@@ -105,6 +108,11 @@ def format_report(doc: dict) -> str:
     ratio("torchcodec_vs_pyav_decode", "torchcodec / fastssl's PyAV decoder, windows/s, one process")
     ratio("decord_vs_pyav_decode", "decord / fastssl's PyAV decoder, windows/s, one process")
     ratio("pyav_1thread_vs_baseline", "PyAV loader with a 1-thread main process / baseline, questions/s")
+    for key, name in (("dp_2_vs_1", "dp.2"), ("dp_gpus_vs_1", "dp.gpus")):
+        ranks = d.get(f"{name.replace('.', '_')}_ranks")
+        if ranks:
+            ratio(key, f"torchrun pretrain, {ranks} processes / 1, clips/s, same global batch "
+                       f"(efficiency {100 * d[name.replace('.', '_') + '_efficiency']:.0f}%)")
     ratio("op_triton_vs_copy", "Triton clip builder GB/s / device copy GB/s")
     ratio("op_reference_vs_copy", "torch reference clip builder GB/s / device copy GB/s")
     ratio("op_dali_vs_copy", "DALI sequence_rearrange+crop_mirror_normalize GB/s / device copy GB/s")

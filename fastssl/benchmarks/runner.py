@@ -21,6 +21,7 @@ from typing import Callable
 from fastssl.benchmarks.components import DEFAULT_GROUPS, REGISTRY, display_order
 from fastssl.benchmarks.isolation import spawn
 from fastssl.benchmarks.machine import describe, installed, machine_info
+from fastssl.benchmarks.parallel import visible_gpus
 from fastssl.benchmarks.report import format_report
 
 SCHEMA = "fastssl-bench/1"
@@ -108,6 +109,18 @@ def unmet(need: str, s: Settings, codecs: set) -> str | None:
         return None if triton_available() else "triton does not import"
     if need in _HINTS:
         return None if installed(need) else f"{need} is not installed (not a dependency; {_HINTS[need]})"
+    if need in ("ranks-2", "gpus-3+"):
+        import torch.distributed
+        if not torch.distributed.is_available():
+            return "torch.distributed is not available in this torch build"
+        gpus = visible_gpus() if cuda else 0
+        if need == "ranks-2" and cuda and gpus < 2:
+            return (f"{gpus} GPU visible: 2 data-parallel processes need 2 GPUs (the 1-process torchrun "
+                    "run is dp.1; multi-GPU scaling is measured on a multi-GPU host)")
+        if need == "gpus-3+" and gpus < 3:
+            return ("needs CUDA with more than 2 GPUs (one process per GPU; 2 are dp.2)" if cuda
+                    else "CUDA only (one process per GPU)")
+        return None
     raise ValueError(f"unknown requirement {need!r}")
 
 
@@ -208,6 +221,8 @@ def compute_ratios(components: dict) -> tuple[dict, dict]:
         "op_triton_vs_copy": div(ops["op.triton"], copy),
         "op_reference_vs_copy": div(ops["op.reference"], copy),
         "op_dali_vs_copy": div(ops["op.dali"], copy),
+        "dp_2_vs_1": div(med("dp.2"), med("dp.1")),
+        "dp_gpus_vs_1": div(med("dp.gpus"), med("dp.1")),
     }
     wait = (components.get("e2e.pretrain") or {}).get("data_wait_fraction") or {}
     details = {
@@ -219,7 +234,15 @@ def compute_ratios(components: dict) -> tuple[dict, dict]:
         "baseline_vs_model": "baseline questions/s / model-only questions/s",
         "op_*_vs_copy": "clip builder GB/s / the device's copy GB/s measured in the same run",
         "e2e_data_wait_fraction": wait.get("median"),
+        "dp_*_vs_1": "torchrun pretrain with K processes / with 1, clips/s (medians), same global batch; "
+                     "the scaling efficiency is that ratio / K",
     }
+    for name in ("dp.2", "dp.gpus"):
+        c = components.get(name) or {}
+        ratio = ratios["dp_2_vs_1" if name == "dp.2" else "dp_gpus_vs_1"]
+        if ratio is not None and c.get("ranks"):
+            details[f"{name.replace('.', '_')}_ranks"] = c["ranks"]
+            details[f"{name.replace('.', '_')}_efficiency"] = ratio / c["ranks"]
     a = (components.get("loader.pyav") or {}).get("repeat_medians") or []
     b = (components.get("loader.baseline") or {}).get("repeat_medians") or []
     if a and b:
@@ -263,7 +286,9 @@ def run_bench(s: Settings, json_path: str | os.PathLike, *, echo: Callable[[str]
                 "width": s.width, "seconds": s.seconds, "warmup": s.warmup, "min_samples": 3,
                 "steps": s.steps, "workdir": str(work), "e2e_loader": e2e_loader,
                 "profile_questions": s.profile_questions, "main_threads": s.main_threads}
-        fmt = {"workers": s.workers, "device": s.device, "steps": s.steps, "e2e_loader": e2e_loader}
+        cuda = s.device.startswith("cuda")
+        fmt = {"workers": s.workers, "device": s.device, "steps": s.steps, "e2e_loader": e2e_loader,
+               "gpus": visible_gpus() if cuda else 0, "dp_backend": "nccl" if cuda else "gloo"}
         todo = []
         for name, c in REGISTRY.items():
             entry = {"group": c.group, "title": c.title.format(**fmt)}
@@ -291,7 +316,7 @@ def run_bench(s: Settings, json_path: str | os.PathLike, *, echo: Callable[[str]
                                            "reason": f"time budget exhausted ({max(0.0, left()):.0f} s left)"}
                 echo(f"[{k:2d}/{len(todo)}] {name}: skipped, time budget exhausted")
                 continue
-            cap = budget if entry["group"] in ("e2e",) else min(budget, 10 * s.seconds + 90)
+            cap = budget if entry["group"] in ("e2e", "dp") else min(budget, 10 * s.seconds + 90)
             echo(f"[{k:2d}/{len(todo)}] {name}: {entry['title']} ...")
             result = spawn(name, {**spec, "deadline_s": max(1.0, cap - 8.0)}, cap, logs)
             runs.setdefault(name, []).append(result)
