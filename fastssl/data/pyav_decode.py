@@ -32,9 +32,13 @@ class WindowDecoder:
 
     STAGES = ("open", "seek", "decode", "convert")
 
-    def __init__(self, max_open: int = 8, *, timings: dict[str, float] | None = None):
+    def __init__(self, max_open: int = 8, *, timings: dict[str, float] | None = None,
+                 threads: int | None = None):
+        """`threads`: FFmpeg decoding threads per file (None: FFmpeg's own choice; 1 for
+        one-thread measurements)."""
         self._open: OrderedDict[str, av.container.InputContainer] = OrderedDict()
         self._max_open = max_open
+        self._threads = threads
         self._reformatter = VideoReformatter()
         self.timings = timings
 
@@ -52,6 +56,8 @@ class WindowDecoder:
             if not container.streams.video:
                 container.close()
                 raise DecodeError(f"{path}: has no video stream")
+            if self._threads is not None:
+                container.streams.video[0].thread_count = self._threads
             if len(self._open) >= self._max_open:
                 self._open.popitem(last=False)[1].close()
         self._open[path] = container

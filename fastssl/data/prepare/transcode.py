@@ -26,8 +26,10 @@ from .report import append_done
 from .verify import VerifyError, is_sample, verify
 
 MUXERS = {".mp4": "mp4", ".webm": "webm", ".avi": "avi"}
-# Options on top of encode.CODECS (none today: MJPEG's quantiser clamp now lives there).
-EXTRA_OPTIONS: dict[str, dict[str, str]] = {}
+# Options on top of encode.CODECS. H.264: x264's fastdecode tune (no CABAC, no deblocking) halves
+# the CPU cost of a 20-frame window (19.4 -> 9.8 ms measured, files ~10% larger; NVDEC decodes
+# either at the same speed): prepared files must be cheap for every decoder, not just NVDEC.
+EXTRA_OPTIONS: dict[str, dict[str, str]] = {"h264": {"tune": "fastdecode"}}
 
 
 @dataclass(frozen=True)
