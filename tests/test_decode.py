@@ -69,3 +69,22 @@ def test_timing_hook_adds_each_stage_and_changes_no_pixel(tmp_path, codec):
     assert timed.is_open(path) and not WindowDecoder().is_open(path)
     timed.close()
     assert not timed.is_open(path)
+
+
+def test_damaged_packets_raise_instead_of_being_concealed(tmp_path):
+    import av
+    path = tmp_path / "v.mp4"
+    write_coded_video(path, 40, width=128, height=96, codec="h264")
+    raw = bytearray(path.read_bytes())
+    with av.open(str(path)) as c:
+        packets = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+    rng = np.random.default_rng(0)
+    for pos, size in packets[32:]:  # the last frames' data, past the start-up checks' reach
+        raw[pos + size // 3:pos + size] = rng.integers(0, 256, size - size // 3, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(raw))
+    decoder = WindowDecoder()
+    assert frame_ids(decoder.decode(str(damaged), 0, 20, fps=25)) == list(range(20))  # intact part
+    with pytest.raises(DecodeError, match="damaged.mp4"):
+        decoder.decode(str(damaged), 20, 20, fps=25)
+    decoder.close()

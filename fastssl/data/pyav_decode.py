@@ -58,6 +58,10 @@ class WindowDecoder:
                 raise DecodeError(f"{path}: has no video stream")
             if self._threads is not None:
                 container.streams.video[0].thread_count = self._threads
+            # Damaged data must raise, not be concealed: FFmpeg's H.264 decoder otherwise hides
+            # corrupt packets and returns plausible frames (found by the soak: random bytes over
+            # a file's last frames trained silently). A raised error is redrawn and reported.
+            container.streams.video[0].codec_context.options = {"err_detect": "explode"}
             if len(self._open) >= self._max_open:
                 self._open.popitem(last=False)[1].close()
         self._open[path] = container

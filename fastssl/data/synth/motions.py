@@ -1,6 +1,6 @@
 """Motions: what the object does over a clip, one Track per video, and the MOTIONS registry.
 
-Motions come in two kinds, on purpose (see DESIGN.md, "ambiguity of PB"):
+Motions come in two kinds, on purpose (the paper's "ambiguity of PB", which `fastssl replicate` shows):
 
 - time-symmetric: played backward they still look like a video of the same class (constant
   velocity, elastic bounces, rotation, oscillation, orbit, pendulum). "Is this clip played
@@ -315,3 +315,24 @@ MOTIONS: dict[str, Motion] = {m.name: m for m in [
     _motion(spiral_in, False),
     _motion(pendulum, True),
 ]}
+
+
+# ---- controls: kept apart from MOTIONS, so no class list of `synth` ever uses them ----------
+
+def static(rng, s, box, speed):
+    """No motion at all: the object sits still for the whole clip (the shortcut control)."""
+    x, y = _centre(rng, box)
+    return _track(s, x, y)
+
+
+# Named explicitly only (e.g. by `fastssl replicate`'s control set). Every frame of a static
+# video is the same picture, so any frame-order signal a model finds in one comes from the codec.
+CONTROL_MOTIONS: dict[str, Motion] = {m.name: m for m in [_motion(static, True)]}
+
+
+def get_motion(name: str) -> Motion:
+    """A motion of MOTIONS or CONTROL_MOTIONS by name; ValueError naming the valid ones."""
+    m = MOTIONS.get(name) or CONTROL_MOTIONS.get(name)
+    if m is None:
+        raise ValueError(f"unknown motion {name!r}; valid: {', '.join([*MOTIONS, *CONTROL_MOTIONS])}")
+    return m
