@@ -162,3 +162,22 @@ def test_crop_edges_see_a_one_pixel_shift():
     frame = np.stack([coded_frame(12, 96, 72)])
     a, b = crop_edges(frame[:, :, 8:72]), crop_edges(frame[:, :, 9:73])
     assert abs(a[0, 0] - b[0, 0]) >= 0.9
+
+
+def test_a_script_that_exits_without_closing_does_not_hang(vp9, tmp_path):
+    # multiprocessing's exit handler SIGTERMs loader workers, which ignore SIGTERM: the
+    # contract's own exit handler must close the stream first
+    import subprocess
+    import sys
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "from fastssl.data import pyav_loader\n"
+        "from fastssl.data.dataset import load_dataset\n"
+        "from fastssl.data.sampling import ClipPlan, Geometry\n"
+        f"data = load_dataset({vp9.root!r})\n"
+        "plan = ClipPlan(data.train, D=8, geometry=Geometry((72, 80), 64), seed=0)\n"
+        "stream = pyav_loader.clip_batches(plan, 2, workers=2)\n"
+        "next(stream)\n"
+        "raise SystemExit(3)\n")
+    result = subprocess.run([sys.executable, str(script)], timeout=120, capture_output=True)
+    assert result.returncode == 3

@@ -23,6 +23,8 @@ test videos r, r+R, r+2R, ...; `video` stays the index into the whole test list.
 """
 from __future__ import annotations
 
+import atexit
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypedDict, TypeVar
 
@@ -105,6 +107,7 @@ class BatchStream(Generic[T]):
     def __init__(self, items: Iterator[T], close: Callable[[], None] | None = None):
         self._items: Iterator[T] | None = items
         self._close = close
+        _OPEN.add(self)
 
     def __iter__(self) -> "BatchStream[T]":
         return self
@@ -136,4 +139,20 @@ class BatchStream(Generic[T]):
         try:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+# Streams still open when the interpreter exits (a script that raised before closing one) are
+# closed first: multiprocessing's own exit handler would SIGTERM the loader workers, which
+# ignore SIGTERM (the main process decides what a signal means), and wait for them forever.
+# Registered after torch imported multiprocessing, so it runs before multiprocessing's handler.
+_OPEN: "weakref.WeakSet[BatchStream]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_streams() -> None:
+    for stream in list(_OPEN):
+        try:
+            stream.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
             pass
