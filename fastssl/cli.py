@@ -437,9 +437,11 @@ def evaluate(checkpoint, shuffle_seed, **kw):
 # Commands with many options of their own live in their own modules.
 from fastssl.cli_bench import bench  # noqa: E402
 from fastssl.cli_prepare import prepare  # noqa: E402
+from fastssl.cli_replicate import replicate  # noqa: E402
 
 main.add_command(bench)
 main.add_command(prepare)
+main.add_command(replicate)
 
 if __name__ == "__main__":
     main()

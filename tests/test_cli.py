@@ -112,6 +112,7 @@ def test_synth_lists_motions_without_an_out_folder():
     assert run("synth").exit_code == 2
 
 
+@pytest.mark.slow
 def test_a_folder_holding_a_run_is_refused_unless_forced(data, tmp_path):
     args = ["pretrain", "--data", data, "--out", tmp_path / "p", "--device", "cpu", "--steps", "1",
             "--batch-size", "2", "--workers", "0"]

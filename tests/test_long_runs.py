@@ -131,6 +131,7 @@ def test_resume_refuses_what_it_cannot_do(data, tmp_path):
     assert cli("pretrain", "--resume", tmp_path / "nowhere").exit_code == 2
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_used(data, tmp_path):
     run = tmp_path / "run"
     assert cli(*train_args(data, run, 9, "--workers", 0)).exit_code == 0
@@ -146,6 +147,7 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_used(data, tmp_
     assert steps == [2, 4, 6, 8, 10, 12]  # the lines after step 6 were replaced, not duplicated
 
 
+@pytest.mark.slow
 def test_an_injected_nan_stops_the_run_at_that_step(data, tmp_path):
     run = tmp_path / "run"
     result = cli(*train_args(data, run, 12, "--workers", 0), env={INJECT_NAN_ENV: "7"})
@@ -161,6 +163,7 @@ def test_an_injected_nan_stops_the_run_at_that_step(data, tmp_path):
     assert [line["nonfinite_skipped"] for line in last if "nonfinite_skipped" in line][-1] == 1
 
 
+@pytest.mark.slow
 def test_videos_that_break_mid_run_are_named_redrawn_and_counted(data, tmp_path):
     import shutil
 
