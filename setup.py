@@ -22,12 +22,14 @@ setup(
         "click>=8.1",
         "tensorboard>=2.14",
         "tqdm>=4.60",
+        # `fastssl replicate` draws its plots (part of its output) with matplotlib.
+        "matplotlib>=3.6",
         # DALI wheels exist for Linux only; elsewhere the PyAV loader is used.
         # CUDA 12 hosts: pip install nvidia-dali-cuda120 instead (same Python API).
         "nvidia-dali-cuda130; sys_platform == 'linux'",
     ],
     extras_require={
-        "dev": ["pytest>=7", "hypothesis>=6", "triton>=3.0; sys_platform == 'linux'", "matplotlib>=3.6"],
+        "dev": ["pytest>=7", "hypothesis>=6", "triton>=3.0; sys_platform == 'linux'"],
     },
     entry_points={"console_scripts": ["fastssl=fastssl.cli:main"]},
 )

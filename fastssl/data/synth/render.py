@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from fastssl.data.synth.motions import MOTIONS, TWO_PI, Box, Track
+from fastssl.data.synth.motions import TWO_PI, Box, Track, get_motion
 
 # --------------------------------------------------------------------------------------------
 # Looks: sprites and backgrounds (all random per video, so they carry no class information)
@@ -191,9 +191,7 @@ def video_rng(seed: int, class_index: int, video_index: int) -> np.random.Genera
 def make_scene(motion: str, rng: np.random.Generator, *, frames: int = 48,
                size: tuple[int, int] = (320, 240), regime: int = 0) -> Scene:
     """Draw looks and a track for one video of `motion` at speed 2**regime."""
-    if motion not in MOTIONS:
-        raise ValueError(f"unknown motion {motion!r}; valid: {', '.join(MOTIONS)}")
-    m = MOTIONS[motion]
+    m = get_motion(motion)
     width, height = size
     obj_band, bg_band = (BRIGHT, DARK) if rng.random() < 0.5 else (DARK, BRIGHT)
     background = _random_background(rng, width, height, bg_band)
