@@ -29,7 +29,7 @@ test-slow: $(VENV)/.installed
 # two fine-tune seeds each, then a table of both. About 5 minutes on an idle 2-core CPU; the
 # whole Table 2 (SS, PB, PB on an arrow-of-time set, controls): `fastssl replicate`.
 demo: $(VENV)/.installed
-	$(BIN)/python -m fastssl.replicate --only scratch,rp --pretext-seeds 1 --seeds 2 --out $(DEMO) --work $(DEMO)/work --force
+	$(BIN)/fastssl replicate --only scratch,rp --pretext-seeds 1 --seeds 2 --out $(DEMO) --work $(DEMO)/work --force
 	@echo "fastssl itself: $(BIN)/fastssl --help   (or: source $(BIN)/activate)"
 
 clean-demo:

@@ -172,11 +172,12 @@ def replicate(out: str | os.PathLike, plan: Plan, *, work: str | os.PathLike | N
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-    folders = data_mod.build(work / "data", plan.sizes, report=report, crf_control=crf_control)
-    report(f"data: ready in {time.time() - started:.0f} s ({', '.join(folders)})")
     runs = list(plan.runs)
     if crf_control:
         runs = _with_crf_control(runs)
+    needed = {"labelled"} | {r.dataset for r in runs}   # only the sets these runs train on
+    folders = data_mod.build(work / "data", plan.sizes, needed, report=report, crf_control=crf_control)
+    report(f"data: ready in {time.time() - started:.0f} s ({', '.join(folders)})")
     ctx = Context(work, plan, folders, device=device, workers=workers, progress=progress, report=report)
     results = {}
     for i, run in enumerate(runs, 1):
