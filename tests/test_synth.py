@@ -249,3 +249,13 @@ def test_bad_arguments_raise_value_error(tmp_path, kwargs, message):
 def test_unknown_motion_in_renderer():
     with pytest.raises(ValueError, match="valid"):
         render_video("moonwalk")
+
+
+def test_synth_stamps_its_dataset(tmp_path):
+    from fastssl.data.dataset import load_dataset, read_stamp
+    from fastssl.data.synth import make_synthetic_dataset
+    out = tmp_path / "s"
+    make_synthetic_dataset(out, classes=2, videos_per_class=2, frames=4, size=(32, 32))
+    stamp, matches = read_stamp(out)
+    assert stamp["written_by"] == "fastssl synth" and matches
+    assert load_dataset(out).stamped

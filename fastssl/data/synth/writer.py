@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fastssl.data.dataset import VideoDataset, load_dataset, write_index, write_splits
+from fastssl.data.dataset import STAMP, VideoDataset, load_dataset, write_index, write_splits, write_stamp
 from fastssl.data.encode import CODECS, suffix_for, write_video
 from fastssl.data.synth.motions import CONTROL_MOTIONS, MOTIONS, get_motion
 from fastssl.data.synth.render import make_scene, video_rng
@@ -88,7 +88,7 @@ def _check_args(classes, motions, videos_per_class, frames, size, fps, codec, go
 
 
 # what `force=True` removes: only what this function writes, nothing else in `out`
-_OUTPUTS = ("videos", "classInd.txt", "trainlist01.txt", "testlist01.txt", "index.csv")
+_OUTPUTS = ("videos", "classInd.txt", "trainlist01.txt", "testlist01.txt", "index.csv", STAMP)
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -215,5 +215,6 @@ def make_synthetic_dataset(out: str | os.PathLike, *, classes: int = 10,
                 (test if tests[i] else train).append(rel)
                 bar.update(1)
     write_splits(out, [c for c, _, _ in plan], train, test)
-    write_index(out, rows)  # last: a dataset with an index.csv is complete
+    write_index(out, rows)  # a dataset with an index.csv is complete ...
+    write_stamp(out, "synth")  # ... and stamped: trusted at load, no per-file header check
     return load_dataset(out)
