@@ -19,7 +19,8 @@ from fastssl.data.dali import reader as dali_reader  # noqa: E402
 from fastssl.data.dataset import DatasetError, load_dataset  # noqa: E402
 from fastssl.data.pyav_decode import DecodeError  # noqa: E402
 from fastssl.data.sampling import ClipPlan, Geometry, PretextPlan, eval_clip_starts, stream_keys  # noqa: E402
-from videos import frame_ids, is_flipped, make_coded_dataset, same_value, write_coded_video  # noqa: E402
+from videos import (assert_same_frames, frame_ids, is_flipped, make_coded_dataset, same_value,  # noqa: E402
+                    write_coded_video)
 
 # 96x72 videos scaled to 80 wide: a real resize, and every 64-px crop keeps part of the white
 # quarter, so a mirror is always visible.
@@ -45,32 +46,6 @@ def coded(request):
 def source(request):
     """Both window sources: the file_list reader (seeks) and whole files from memory."""
     return request.param
-
-
-def edges(frames: np.ndarray) -> np.ndarray:
-    """(T, 2) sub-pixel position of the crop's content: the width of the white quarter in the
-    bottom half, and the height of the grey top half (measured where the bottom is black).
-    A crop or resize off by one pixel moves these by one; colour conversion does not."""
-    f = frames[..., 0].astype(np.float64)
-    t, h, w = f.shape
-    white = (f[:, 5 * h // 8:, :] / 255).mean(1).sum(1)
-    grey = f[:, h // 8: 3 * h // 8].mean((1, 2))
-    flipped = np.array(is_flipped(frames))
-    column = np.where(flipped, 0, w - 1)  # the side of the bottom half that is black
-    top = np.stack([f[i, :, column[i]] for i in range(t)]) / np.maximum(grey, 1)[:, None]
-    return np.stack([white, top.clip(0, 1).sum(1)], 1)
-
-
-def assert_same_frames(got: torch.Tensor, pyav: torch.Tensor):
-    """Same frames, crop and mirror; pixels close (colour conversion and resize differ)."""
-    a, b = got.cpu().numpy(), pyav.numpy()
-    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
-    for x, y in zip(a.reshape(-1, *a.shape[-4:]), b.reshape(-1, *b.shape[-4:])):
-        assert frame_ids(x) == frame_ids(y)
-        assert is_flipped(x) == is_flipped(y)
-        bright = np.array(frame_ids(x)) >= 10  # the grey/black boundary needs some contrast
-        np.testing.assert_allclose(edges(x)[bright], edges(y)[bright], atol=0.3)
-    assert np.abs(a.astype(np.int16) - b).mean() < 3
 
 
 def test_pretext_windows_match_the_plan_and_pyav(coded, source):

@@ -31,15 +31,16 @@ def suffix_for(codec: str) -> str:
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: int = 25,
-                codec: str = "h264", gop: int = 8) -> int:
+                codec: str = "h264", gop: int = 8, options: dict[str, str] | None = None) -> int:
     """Encode `frames` (each HxWx3 uint8 RGB, even H and W) to `path`; return the frame count.
 
     Writes to a temporary name and renames, so an interrupted run never leaves a truncated
-    file that looks finished.
+    file that looks finished. `options` replace the codec's encoder options in CODECS (the GOP
+    settings are always added).
     """
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose from {sorted(CODECS)}")
-    encoder, _, pix_fmt, options = CODECS[codec]
+    encoder, _, pix_fmt, _ = CODECS[codec]
     path = os.fspath(path)
     tmp = f"{path}.part{CODECS[codec][1]}"  # keep the suffix: PyAV picks the muxer from it
     count = 0
@@ -47,7 +48,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: i
         stream = container.add_stream(encoder, rate=fps)
         stream.pix_fmt = pix_fmt
         stream.codec_context.gop_size = gop
-        opts = dict(options)
+        opts = dict(CODECS[codec][3] if options is None else options)
         opts["g"] = str(gop)
         opts["keyint_min"] = str(gop)
         stream.options = opts

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -123,34 +122,8 @@ CQP_OPTIONS = {"bf": "0", "sc_threshold": "0", "preset": "veryfast", "qp": "20"}
 
 
 def write_video_cqp(path, frames, *, fps: int = 25, gop: int = 8) -> int:
-    """`encode.write_video` for h264 with constant-quantiser rate control (see RATE_CONTROLS):
-    same container, pixel format, GOP and seekability (no B-frames, no scene-cut keyframes)."""
-    import av
-
-    path = os.fspath(path)
-    tmp = f"{path}.part.mp4"
-    count = 0
-    with av.open(tmp, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.pix_fmt = "yuv420p"
-        stream.codec_context.gop_size = gop
-        stream.options = {**CQP_OPTIONS, "g": str(gop), "keyint_min": str(gop)}
-        for frame in frames:
-            if count == 0:
-                stream.height, stream.width = frame.shape[:2]
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf.pts = count
-            vf.time_base = Fraction(1, fps)
-            for packet in stream.encode(vf):
-                container.mux(packet)
-            count += 1
-        for packet in stream.encode():
-            container.mux(packet)
-    if count == 0:
-        os.unlink(tmp)
-        raise ValueError(f"{path}: no frames to encode")
-    os.replace(tmp, path)
-    return count
+    """`encode.write_video` for h264 with constant-quantiser rate control (see RATE_CONTROLS)."""
+    return write_video(path, frames, fps=fps, codec="h264", gop=gop, options=CQP_OPTIONS)
 
 
 def is_test_group(video_index: int) -> bool:
