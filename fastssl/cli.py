@@ -188,13 +188,24 @@ def _quiet_other_ranks() -> None:
         sys.stdout = open(os.devnull, "w")
 
 
-def _train(ctx, command: str, run, kw: dict) -> dict:
+def _join(d, device: str) -> None:
+    """Under torchrun: join the process group (a no-op for one process)."""
+    from fastssl.train import distributed
+    try:
+        distributed.init(d, device)
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise click.UsageError(f"could not join the torchrun process group: {e}") from None
+
+
+def _train(ctx, command: str, kw: dict) -> dict:
     """Set up (or resume) a training run and run it; a run stopped early exits with its code
     after saying why and how to continue."""
     from fastssl.train import distributed
     from fastssl.train.guard import RunStopped
-    _quiet_other_ranks()
+    from fastssl.train.run import run
     from fastssl.train.run_setup import RESUME_OPTIONS, setup_resume, setup_training
+    from fastssl.train.tasks import TASKS
+    _quiet_other_ranks()
     resume_dir = kw.pop("resume")
     force = kw.pop("force")
     if resume_dir is not None:
@@ -205,22 +216,22 @@ def _train(ctx, command: str, run, kw: dict) -> dict:
             raise click.UsageError(f"--resume continues {resume_dir} with its saved config, so "
                                    f"{flags} cannot be given with it (allowed: --steps, --workers, "
                                    "--decoders, --device)")
-        cfg, dataset, ckpt, finished = _usage_errors(lambda: setup_resume(
+        setup = _usage_errors(lambda: setup_resume(
             command, resume_dir, report=click.echo, **{k: kw[k] for k in RESUME_OPTIONS}))
-        if finished and (command == "finetune" or _heldout_logged(resume_dir)):
-            click.echo(f"{resume_dir} already finished (step {ckpt.step}); nothing to do "
+        if setup.finished:
+            click.echo(f"{resume_dir} already finished (step {setup.resume.step}); nothing to do "
                        "(pass a larger --steps to train on)")
             ctx.exit(0)
     else:
         if kw["data"] is None:
             raise click.UsageError("Missing option '--data' (or --resume RUN_DIR).")
-        ckpt = None
-        cfg, dataset = _usage_errors(lambda: setup_training(command, force=force, report=click.echo, **kw))
-        if command == "finetune" and cfg.init is None and cfg.inflate is None:
+        setup = _usage_errors(lambda: setup_training(command, force=force, report=click.echo, **kw))
+        if setup.init is None and command == "finetune":
             click.echo("no --init: training from scratch")
-    d = distributed.from_env()
+    d, cfg = setup.dist, setup.cfg
+    _join(d, cfg.device)
     try:
-        return run(cfg, dataset, force=force, resume=ckpt, report=_report, dist=d)
+        return run(TASKS[command], setup, report=_report)
     except RunStopped as stop:
         if d.is_main:
             click.echo(stop.decision.message, err=True)
@@ -232,11 +243,6 @@ def _train(ctx, command: str, run, kw: dict) -> dict:
         ctx.exit(stop.decision.exit_code)
     finally:
         distributed.shutdown()
-
-
-def _heldout_logged(run_dir: str) -> bool:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    return os.path.isfile(path) and "heldout/pretext_accuracy" in open(path).read()
 
 
 def _report(message: str) -> None:
@@ -350,8 +356,7 @@ def pretrain(ctx, **kw):
     A run survives interruptions: Ctrl-C or SIGTERM writes a checkpoint at the next step and
     prints the command that continues it (`fastssl pretrain --resume RUN_DIR`).
     """
-    from fastssl.train.pretrain import pretrain as run
-    result = _train(ctx, "pretrain", run, kw)
+    result = _train(ctx, "pretrain", kw)
     click.echo(f"held-out pretext accuracy: {result['pretext_accuracy']:.3f} "
                f"(chance {result['chance']:.3f}, {result['questions']} questions)")
     click.echo(f"checkpoint: {result['checkpoint']}")
@@ -382,8 +387,7 @@ def finetune(ctx, **kw):
 
     Interrupted runs continue with `fastssl finetune --resume RUN_DIR`.
     """
-    from fastssl.train.finetune import finetune as run
-    result = _train(ctx, "finetune", run, kw)
+    result = _train(ctx, "finetune", kw)
     if result["heldout_clip_accuracy"] is not None:
         click.echo(f"held-out clip accuracy (monitoring set): {result['heldout_clip_accuracy']:.3f}")
     click.echo(f"checkpoint: {result['checkpoint']}")
@@ -411,16 +415,17 @@ def evaluate(checkpoint, shuffle_seed, **kw):
     overlaps this one's training videos); the options only say where and how to run it.
     """
     from fastssl.train import distributed
-    from fastssl.train.evaluate import evaluate as run
+    from fastssl.train.evaluation import evaluate as run
     from fastssl.train.run_setup import setup_evaluation
     _quiet_other_ranks()
     ckpt, cfg, dataset = _usage_errors(lambda: setup_evaluation(checkpoint, report=click.echo, **kw))
     if shuffle_seed is not None and ckpt.kind != "classifier":
         raise click.BadParameter("shuffling frames tests a classifier; this is a pretext checkpoint "
                                  "(whose task is the frame order itself)", param_hint="--shuffle-frames")
+    d = distributed.from_env()
+    _join(d, cfg.device)
     try:
-        result = run(ckpt, cfg, dataset, force=kw["force"], shuffle_seed=shuffle_seed,
-                     dist=distributed.from_env())
+        result = run(ckpt, cfg, dataset, force=kw["force"], shuffle_seed=shuffle_seed, dist=d)
     finally:
         distributed.shutdown()
     if result["kind"] == "pretext":

@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastssl.files import atomic_write
+
 PRESETS = {
     "paper": dict(size=224, resize=(240, 320), width=1.0, fc_size=4096, branch_dim=128,
                   W=20, D=8, N=6, batch_size=64, epochs=None, steps=20000, finetune_steps=20000,
@@ -106,11 +108,6 @@ class Config:
     std: tuple = (58.4, 57.1, 57.4)
     version: str = ""
 
-    def geometry(self):
-        """How frames are scaled and cropped for the model (the plans and loaders take this)."""
-        from fastssl.data.sampling import Geometry
-        return Geometry(resize=tuple(self.resize), size=self.size)
-
     def total_steps(self, epoch_size: int) -> int:
         """--steps, or --epochs passes over `epoch_size` samples in batches of batch_size."""
         if self.epochs is not None:
@@ -121,11 +118,7 @@ class Config:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     def dump(self, run_dir: str | os.PathLike) -> Path:
-        path = Path(run_dir) / "config.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write(Path(run_dir) / "config.json", self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Config":

@@ -210,7 +210,7 @@ def test_shuffled_frames_evaluation(data, tmp_path):
 def test_shuffled_orders_are_permutations_seeded_per_video():
     import torch
 
-    from fastssl.train.inputs import shuffled_orders
+    from fastssl.train.evaluation import shuffled_orders
     a = shuffled_orders(5, 8, seed=1, video=3)
     assert a.shape == (5, 1, 8)
     assert all(sorted(row.tolist()) == list(range(8)) for row in a[:, 0])

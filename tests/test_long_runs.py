@@ -167,20 +167,22 @@ def test_an_injected_nan_stops_the_run_at_that_step(data, tmp_path):
 def test_videos_that_break_mid_run_are_named_redrawn_and_counted(data, tmp_path):
     import shutil
 
-    from fastssl.train.pretrain import pretrain
-    from fastssl.train.run_setup import setup_training
+    from fastssl.train.run import run
+    from fastssl.train.run_setup import RunSetup, setup_training
+    from fastssl.train.tasks import TASKS
     copy = tmp_path / "data"
     shutil.copytree(data, copy)
     args = dict(data=str(copy), out=str(tmp_path / "run"), device="cpu", steps=12, batch_size=4,
                 workers=2, ckpt_every=6, log_every=3, max_bad_fraction=0.5)
-    cfg, dataset = setup_training("pretrain", report=lambda _: None, **args)
+    setup = setup_training("pretrain", report=lambda _: None, **args)
+    dataset = setup.dataset
     # damaged after the checks at start, as a file can be on a shared disk at hour 30
     truncated, deleted = dataset.train[0], dataset.train[3]
     raw = Path(truncated.path).read_bytes()
     Path(truncated.path).write_bytes(raw[: len(raw) // 3])
     os.unlink(deleted.path)
     said = []
-    result = pretrain(cfg, dataset, progress=False, report=said.append)
+    result = run(TASKS["pretrain"], setup, progress=False, report=said.append)
     assert result["steps"] == 12
     named = "\n".join(said)
     assert truncated.path in named and deleted.path in named
@@ -192,6 +194,6 @@ def test_videos_that_break_mid_run_are_named_redrawn_and_counted(data, tmp_path)
     cfg2 = build_config("pretrain", report=lambda _: None, **{**args, "out": str(tmp_path / "strict"),
                                                              "max_bad_fraction": None, "workers": 0})
     with pytest.raises(RunStopped) as stop:
-        pretrain(cfg2, dataset, progress=False, report=lambda _: None)
+        run(TASKS["pretrain"], RunSetup(cfg2, dataset), progress=False, report=lambda _: None)
     assert stop.value.decision.stop == "bad-videos" and stop.value.checkpoint
     assert "failed to decode, more than --max-bad-fraction allows" in str(stop.value)

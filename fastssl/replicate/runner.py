@@ -17,8 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
+from fastssl.files import atomic_write
 from fastssl.replicate import datasets as data_mod
 from fastssl.replicate.plan import Plan, Run
+from fastssl.train.runlog import read_metrics
 
 RESULT = "result.json"
 PLAN_FILE = "replicate-plan.json"
@@ -31,24 +33,12 @@ class ReplicateError(ValueError):
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1) + "\n")
 
 
 def _curve(run_dir: Path, key: str) -> list:
     """[[step, value], ...] of metrics.jsonl's `key`."""
-    out = []
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                break
-            if key in row:
-                out.append([row["step"], row[key]])
-    return out
+    return [[row["step"], row[key]] for row in read_metrics(run_dir) if key in row]
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
@@ -68,24 +58,23 @@ class Context:
 def _train(ctx: Context, command: str, run_dir: Path, steps: int, **options):
     """Start or resume one training run; returns the train function's result."""
     from fastssl.train import run_setup
-    from fastssl.train.finetune import finetune
-    from fastssl.train.pretrain import pretrain
+    from fastssl.train.run import run
+    from fastssl.train.tasks import TASKS
 
-    fn = pretrain if command == "pretrain" else finetune
     if _has_checkpoint(run_dir):
         try:
-            cfg, dataset, ckpt, _ = run_setup.setup_resume(command, str(run_dir), workers=ctx.workers,
-                                                           device=ctx.device, report=ctx.quiet)
-            ctx.report(f"  resuming from step {ckpt.step}")
-            return fn(cfg, dataset, progress=ctx.progress, resume=ckpt, report=ctx.quiet)
+            setup = run_setup.setup_resume(command, str(run_dir), workers=ctx.workers, device=ctx.device,
+                                           report=ctx.quiet)
+            ctx.report(f"  resuming from step {setup.resume.step}")
+            return run(TASKS[command], setup, progress=ctx.progress, report=ctx.quiet)
         except run_setup.SetupError as e:
             ctx.report(f"  cannot resume ({e}); starting over")
     s = ctx.plan.sizes
-    cfg, dataset = run_setup.setup_training(
+    setup = run_setup.setup_training(
         command, data=options.pop("data"), out=str(run_dir), preset=s.preset, device=ctx.device,
         workers=ctx.workers, steps=steps, batch_size=s.batch_size, eval_questions=s.eval_questions,
         ckpt_every=CKPT_EVERY, force=True, report=ctx.quiet, **options)
-    return fn(cfg, dataset, progress=ctx.progress, force=True, report=ctx.quiet)
+    return run(TASKS[command], setup, progress=ctx.progress, report=ctx.quiet)
 
 
 def run_pretext(ctx: Context, run: Run) -> dict:
@@ -101,7 +90,7 @@ def run_pretext(ctx: Context, run: Run) -> dict:
 
 def _evaluate(ctx: Context, checkpoint: str, out: Path, shuffle_seed=None) -> dict:
     from fastssl.train import run_setup
-    from fastssl.train.evaluate import evaluate
+    from fastssl.train.evaluation import evaluate
 
     ckpt, cfg, dataset = run_setup.setup_evaluation(checkpoint, data=ctx.folders["labelled"], out=str(out),
                                                     device=ctx.device, workers=ctx.workers, force=True,

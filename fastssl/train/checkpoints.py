@@ -1,22 +1,26 @@
 """Checkpoints: written atomically, read once, checked for the use they are read for.
 
 A checkpoint is a dict of tensors, numbers and strings (so `torch.load(weights_only=True)`
-reads it): kind ("pretext" | "classifier"), step, config (the run's Config as JSON), model,
-optimizer, torch_rng, and per kind: classes (classifier, newline-joined).
+reads it): format (FORMAT), kind ("pretext" | "classifier"), step, config (the run's Config as
+JSON), model, optimizer, torch_rng, and per kind: classes (classifier, newline-joined). What a
+training run adds to resume exactly is in `state.py`.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from fastssl.config import RUNTIME_KEYS, Config
+from fastssl.files import atomic_save, describe_file
 
 KINDS = ("pretext", "classifier")
+# The layout of the dict above. 0: checkpoints written before the field existed (main up to
+# 2026-11-29), read as they are. Raise it when a key changes meaning, and teach `_upgrade` the old one.
+FORMAT = 1
 # Model settings a pretext checkpoint must share with the classifier it initialises.
 INIT_KEYS = ("width", "size", "D")
 
@@ -48,34 +52,21 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, model: torch.nn.Modul
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}")
     path = Path(path)
-    state = {"kind": kind, "step": step, "config": cfg.to_json(), "model": model.state_dict(),
-             "torch_rng": torch.get_rng_state(), **extra}
+    state = {"format": FORMAT, "kind": kind, "step": step, "config": cfg.to_json(),
+             "model": model.state_dict(), "torch_rng": torch.get_rng_state(), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+    return atomic_save(state, path)
 
 
-def _what_it_is(path: Path) -> str:
-    """A short description of a file that is not a checkpoint, for the error message."""
-    size = path.stat().st_size
-    if size == 0:
-        return "an empty file"
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if zipfile.is_zipfile(path):
-        return f"a {size}-byte zip archive that torch cannot read as a checkpoint (truncated or damaged?)"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"{size} bytes of binary data, not a checkpoint written by fastssl"
-    first = text.splitlines()[0][:60] if text.splitlines() else ""
-    return f"a text file (first line: {first!r}), not a checkpoint"
+def _upgrade(path: Path, state: dict) -> dict:
+    """A checkpoint of any format this fastssl reads -> today's layout."""
+    version = state.get("format", 0)
+    if not isinstance(version, int) or version > FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {version!r}, written by a newer fastssl "
+                              f"(this one reads formats 0-{FORMAT}); upgrade fastssl to use it")
+    # format 0 differs only by lacking the field (its interval's "skipped" count is ignored)
+    return {**state, "format": FORMAT}
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -86,10 +77,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - whatever the unpickler says, the file is not usable
-        raise CheckpointError(f"{path}: is {_what_it_is(path)}") from None
+        raise CheckpointError(f"{path}: is {describe_file(path, 'a checkpoint written by fastssl')}") from None
     if not isinstance(state, dict) or state.get("kind") not in KINDS or "config" not in state:
         raise CheckpointError(f"{path}: a torch file, but not a fastssl checkpoint "
                               f"(no kind/config; fastssl writes kinds {KINDS})")
+    state = _upgrade(path, state)
     try:
         config = Config.load_json(state["config"])
     except (ValueError, TypeError) as e:
@@ -111,15 +103,10 @@ def checkpoint_for_init(path: str | os.PathLike, cfg: Config) -> Checkpoint:
     return ckpt
 
 
-def load_features(model: torch.nn.Module, ckpt: Checkpoint) -> int:
-    """Copy conv1..pool3 of a pretext checkpoint into `model.features`; the number of tensors."""
+def features_of(ckpt: Checkpoint) -> dict:
+    """conv1..pool3 of a pretext checkpoint, as a state dict for `model.features`."""
     prefix = "features."
-    features = {k[len(prefix):]: v for k, v in ckpt.state["model"].items() if k.startswith(prefix)}
-    try:
-        model.features.load_state_dict(features)
-    except RuntimeError as e:
-        raise CheckpointError(f"{ckpt.path}: its conv layers do not fit this model: {e}") from None
-    return len(features)
+    return {k[len(prefix):]: v for k, v in ckpt.state["model"].items() if k.startswith(prefix)}
 
 
 def numbered(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -158,10 +145,7 @@ class CheckpointWriter:
 def newest_readable(run_dir: str | os.PathLike, report=print) -> Checkpoint | None:
     """The newest checkpoint of a run folder that reads back whole; a damaged one is reported
     and the one before it used. None when the folder has none."""
-    candidates = [p for _, p in numbered(run_dir)]
-    if not candidates and (Path(run_dir) / "checkpoint.pt").is_file():
-        candidates = [Path(run_dir) / "checkpoint.pt"]  # a run from before numbered checkpoints
-    for path in candidates:
+    for _, path in numbered(run_dir):
         try:
             return read_checkpoint(path)
         except CheckpointError as e:

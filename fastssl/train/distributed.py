@@ -44,18 +44,23 @@ def from_env() -> Dist:
     return Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def init(d: Dist, device: str) -> str:
-    """Join the process group (once); returns this rank's device ("cuda:LOCAL_RANK" on CUDA)."""
+def rank_device(device: str, d: Dist) -> str:
+    """This rank's device: "cuda:LOCAL_RANK" for each rank of a CUDA launch, else `device`."""
+    if d.enabled and device.startswith("cuda"):
+        return f"cuda:{d.local_rank}"
+    return device
+
+
+def init(d: Dist, device: str) -> None:
+    """Join the process group (once); the entry point calls this before any collective."""
     global _control
     if not d.enabled:
-        return device
+        return
     if device.startswith("cuda"):
         torch.cuda.set_device(d.local_rank)
-        device = f"cuda:{d.local_rank}"
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         _control = dist.new_group(backend="gloo") if device.startswith("cuda") else dist.group.WORLD
-    return device
 
 
 def shutdown() -> None:
@@ -93,11 +98,6 @@ def gather_objects(obj, d: Dist) -> list:
     out = [None] * d.world_size
     dist.all_gather_object(out, obj, group=_group())
     return out
-
-
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier(group=_group())
 
 
 def data_parallel(model: torch.nn.Module, cfg, d: Dist) -> torch.nn.Module:

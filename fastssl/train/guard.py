@@ -20,8 +20,10 @@ from fastssl.config import Config
 from fastssl.train.distributed import Dist, gather_objects, host_max
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# Test-only: make the loss of this (1-based) step NaN, to exercise the non-finite path.
+# Test-only: make the loss of this (1-based) step NaN, to exercise the non-finite path; with
+# INJECT_NAN_RANK_ENV set, only on that rank (a NaN one rank meets and the others do not).
 INJECT_NAN_ENV = "FASTSSL_TEST_NAN_AT_STEP"
+INJECT_NAN_RANK_ENV = "FASTSSL_TEST_NAN_RANK"
 
 
 @dataclass
@@ -124,19 +126,36 @@ class NonFinite:
         return None if value < 0 else value
 
 
-def injected_nan_step() -> int | None:
+def injected_nan_step(rank: int = 0) -> int | None:
     value = os.environ.get(INJECT_NAN_ENV)
-    return int(value) if value else None
+    only = os.environ.get(INJECT_NAN_RANK_ENV)
+    if not value or (only and int(only) != rank):
+        return None
+    return int(value)
 
 
 class RunGuard:
-    def __init__(self, cfg: Config, total: int, videos, *, report=print, known_bad=None, dist: Dist = Dist()):
+    """The stop decisions and the counts they rest on: bad videos met, non-finite losses, batches
+    skipped with --skip-nonfinite. Restored from a checkpoint through `known_bad` and
+    `skipped_nonfinite`."""
+
+    def __init__(self, cfg: Config, total: int, videos, *, report=print, known_bad=None,
+                 skipped_nonfinite: int = 0, dist: Dist = Dist()):
         self.cfg, self.total, self.dist = cfg, total, dist
         self.signals = SignalWatch()
         self.bad = BadVideos(videos, cfg.max_bad_fraction, report=report, known=known_bad)
         self.nonfinite = NonFinite(cfg.device)
         self.last_checkpoint = time.monotonic()
-        self.skipped_nonfinite = 0
+        self.skipped_nonfinite = skipped_nonfinite
+
+    def skip_batch(self, loss: torch.Tensor) -> bool:
+        """--skip-nonfinite: skip this step's update when the loss is NaN/Inf on any rank.
+        Every rank gets the same answer (max over ranks), so none is left waiting in a gradient
+        all-reduce the others skipped. Reads the loss: a CPU-GPU sync point, by request."""
+        bad = host_max([float(not bool(torch.isfinite(loss)))], self.dist)[0]
+        if bad:
+            self.skipped_nonfinite += 1
+        return bool(bad)
 
     def decide(self, step: int, *, at_log: bool) -> Decision:
         """After optimizer step `step` (1-based): checkpoint? stop? Under data parallelism every

@@ -1,14 +1,17 @@
-"""One run setup: command-line values -> a validated Config, the dataset, the loader's checks.
+"""One run setup: command-line values -> what a run needs, loaded and checked once.
 
 Every command (and the bench) goes through here, so a value is validated once and the same way
-everywhere. Problems raise `SetupError` naming the option to blame; the CLI turns them into
-usage errors before any work is done.
+everywhere: the Config, the dataset (videos the loader can use), the checkpoint to resume, the
+initial conv weights (--init read, --inflate inflated, here and only here). Problems raise
+`SetupError` naming the option to blame; the CLI turns them into usage errors before any work is
+done. Nothing here joins a process group: the entry point does (`distributed.init`).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -17,11 +20,31 @@ from fastssl.data import loaders
 from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset
 from fastssl.models.alexnet3d import MIN_FRAMES
 from fastssl.pretext import MODES, check_sizes
-from fastssl.train.checkpoints import (Checkpoint, CheckpointError, checkpoint_for_init, newest_readable,
-                                      read_checkpoint)
 from fastssl.train import distributed
-from fastssl.train.common import lr_factor
+from fastssl.train.checkpoints import (Checkpoint, CheckpointError, checkpoint_for_init, features_of,
+                                      newest_readable, read_checkpoint)
 from fastssl.train.rundir import RunDirError, check_run_dir
+from fastssl.train.schedule import lr_factor
+
+
+@dataclass
+class InitialWeights:
+    """conv1..pool3 weights a new run starts from: a pretext checkpoint's (--init) or 2D AlexNet
+    weights inflated to 3D (--inflate)."""
+    source: str
+    features: dict
+
+
+@dataclass
+class RunSetup:
+    """Everything a training run was given, loaded and checked."""
+    cfg: Config
+    dataset: VideoDataset
+    resume: Checkpoint | None = None      # continue from this checkpoint
+    init: InitialWeights | None = None    # a new run's starting conv weights
+    force: bool = False                   # a new run may clear --out
+    finished: bool = False                # resume: nothing left to train or score
+    dist: distributed.Dist = distributed.Dist()
 
 
 class SetupError(ValueError):
@@ -41,8 +64,15 @@ def default_precision(device: str) -> str:
     return "bf16" if device.startswith("cuda") else "fp32"
 
 
-def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
+def default_workers(device: str) -> int:
+    """PyAV decoding processes (DALI: CPU threads). On a GPU host decoding is the CPU's whole
+    job: every core but one for the training process (split among the local ranks under
+    torchrun). On a CPU the model needs the cores too."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.startswith("cuda"):
+        ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return max(1, cores // max(1, ranks) - 1)
+    return min(4, cores)
 
 
 def runtime_values(*, device=None, precision=None, loader="auto", workers=None, report=print) -> dict:
@@ -60,7 +90,7 @@ def runtime_values(*, device=None, precision=None, loader="auto", workers=None, 
     except ValueError as e:
         raise SetupError(str(e), "--loader") from None
     return {"device": device, "precision": precision, "loader": loader,
-            "workers": default_workers() if workers is None else workers}
+            "workers": default_workers(device) if workers is None else workers}
 
 
 def default_out(command: str) -> str:
@@ -82,19 +112,11 @@ def build_config(command: str, *, data: str, out: str | None = None, preset: str
         raise SetupError("give --steps or --epochs, not both")
     if overrides.get("mode") is not None and overrides["mode"] not in MODES:
         raise SetupError(f"{overrides['mode']!r}: choose from {MODES}", "--mode")
-    runtime["device"] = join_ranks(runtime["device"])
+    runtime["device"] = distributed.rank_device(runtime["device"], distributed.from_env())
     cfg = resolve(preset, command, data=os.path.abspath(data), out=out or default_out(command),
                   **runtime, **overrides)
     check_config(cfg)
     return cfg
-
-
-def join_ranks(device: str) -> str:
-    """Under torchrun: join the process group; each rank's device ("cuda:LOCAL_RANK")."""
-    try:
-        return distributed.init(distributed.from_env(), device)
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise SetupError(f"could not join the torchrun process group: {e}") from None
 
 
 def check_config(cfg: Config) -> None:
@@ -126,7 +148,7 @@ def check_config(cfg: Config) -> None:
                          f"({cfg.resize[0]}x{cfg.resize[1]}, h x w); use --resize", "--size")
 
 
-def load_inputs(cfg: Config, *, skip_bad: bool = False, windows_for_test: bool | None = None,
+def usable_dataset(cfg: Config, *, skip_bad: bool = False, windows_for_test: bool | None = None,
                 report=print) -> VideoDataset:
     """Load cfg.data and keep the videos this run can use; refuse (or, with skip_bad, report
     and skip) missing or too-short ones, then run the loader's own up-front checks."""
@@ -178,37 +200,42 @@ def describe(cfg: Config, dataset: VideoDataset) -> str:
 
 
 def setup_training(command: str, *, skip_bad: bool = False, force: bool = False, report=print,
-                   **options) -> tuple[Config, VideoDataset]:
-    """pretrain / finetune: options -> (Config, dataset), every check done before any work."""
+                   **options) -> RunSetup:
+    """pretrain / finetune: options -> a RunSetup, every check done before any work."""
     cfg = build_config(command, report=report, skip_bad=skip_bad, **options)
     check_out(cfg.out, force=force)
+    init = None
     if cfg.inflate is not None:
-        cfg = check_inflate(cfg, mean_given=options.get("mean") is not None,
-                            std_given=options.get("std") is not None, report=report)
+        cfg, init = inflated(cfg, mean_given=options.get("mean") is not None,
+                             std_given=options.get("std") is not None, report=report)
     if cfg.init is not None:
         try:
-            init = checkpoint_for_init(cfg.init, cfg)
+            ckpt = checkpoint_for_init(cfg.init, cfg)
         except CheckpointError as e:
             raise SetupError(str(e), "--init") from None
-        if init.config.split != cfg.split:
-            report(f"warning: {cfg.init} was pretrained on split {init.config.split}, and this is "
+        if ckpt.config.split != cfg.split:
+            report(f"warning: {cfg.init} was pretrained on split {ckpt.config.split}, and this is "
                    f"split {cfg.split}: its pretext set may include this split's test videos")
-    dataset = load_inputs(cfg, skip_bad=skip_bad, report=report)
+        init = InitialWeights(f"{cfg.init} (pretext checkpoint)", features_of(ckpt))
+    dataset = usable_dataset(cfg, skip_bad=skip_bad, report=report)
     report(describe(cfg, dataset))
-    return cfg, dataset
+    return RunSetup(cfg, dataset, init=init, force=force, dist=distributed.from_env())
 
 
-def check_inflate(cfg: Config, *, mean_given: bool, std_given: bool, report=print) -> Config:
+def inflated(cfg: Config, *, mean_given: bool, std_given: bool,
+             report=print) -> tuple[Config, InitialWeights]:
     """--inflate: the file must hold 2D AlexNet weights that fit this model; inputs are then
     normalised as the 2D weights were trained (ImageNet's statistics) unless --mean/--std say."""
     from fastssl.models.alexnet3d import conv_features
-    from fastssl.models.inflate import IMAGENET_MEAN, IMAGENET_STD, InflateError, load_2d_state_dict, inflate_into
+    from fastssl.models.inflate import IMAGENET_MEAN, IMAGENET_STD, InflateError, inflate_from_file
     if cfg.init is not None:
         raise SetupError("--inflate and --init both initialise the conv layers: give one", "--inflate")
+    features = conv_features(cfg.width)
     try:
-        inflate_into(conv_features(cfg.width), load_2d_state_dict(cfg.inflate), source=cfg.inflate)
+        inflate_from_file(features, cfg.inflate)
     except InflateError as e:
         raise SetupError(str(e), "--inflate") from None
+    init = InitialWeights(f"{cfg.inflate} (2D AlexNet, inflated)", features.state_dict())
     changes = {}
     if not mean_given:
         changes["mean"] = IMAGENET_MEAN
@@ -217,7 +244,7 @@ def check_inflate(cfg: Config, *, mean_given: bool, std_given: bool, report=prin
     if changes:
         report("--inflate: inputs normalised with ImageNet's mean and std (the 2D weights' own); "
                "--mean/--std override")
-    return dataclasses.replace(cfg, **changes)
+    return dataclasses.replace(cfg, **changes), init
 
 
 # What `--resume` may change: everything else is the run's saved config.
@@ -226,10 +253,11 @@ RESUME_OPTIONS = ("steps", "workers", "decoders", "device")
 
 def setup_resume(command: str, run_dir: str, *, steps: int | None = None, workers: int | None = None,
                  decoders: int | None = None, device: str | None = None,
-                 report=print) -> tuple[Config, VideoDataset, Checkpoint, bool]:
-    """Continue RUN_DIR from its newest complete checkpoint with its saved config; returns
-    (config, dataset, checkpoint, finished). A raised --steps re-plans the cosine schedule from
-    the checkpoint's step."""
+                 report=print) -> RunSetup:
+    """Continue RUN_DIR from its newest complete checkpoint with its saved config. `finished`:
+    the checkpoint is at the last step and the run's scores.json scored it. A raised --steps
+    re-plans the cosine schedule from the checkpoint's step."""
+    from fastssl.train.run import finished as scored
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(config_path):
         raise SetupError(f"{run_dir}: no config.json, so not a fastssl run folder", "--resume")
@@ -253,10 +281,10 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
         changes["workers"] = workers
     if decoders is not None:
         changes["decoders"] = decoders
-    changes["device"] = join_ranks(changes.get("device", cfg.device))
+    changes["device"] = distributed.rank_device(changes.get("device", cfg.device), distributed.from_env())
     cfg = dataclasses.replace(cfg, out=run_dir, **changes)
     check_config(cfg)
-    dataset = load_inputs(cfg, skip_bad=cfg.skip_bad, report=report)
+    dataset = usable_dataset(cfg, skip_bad=cfg.skip_bad, report=report)
     epoch_size = len(dataset.train)
     if steps is not None:
         old_total = cfg.total_steps(epoch_size)
@@ -269,11 +297,12 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
             report(f"--steps {steps}: from step {ckpt.step} on, the learning rate follows the cosine "
                    f"schedule of a {steps}-step run (factor {before:.3g} -> "
                    f"{lr_factor(ckpt.step, steps, cfg.warmup):.3g} of the peak)")
-    finished = ckpt.step >= cfg.total_steps(epoch_size)
+    total = cfg.total_steps(epoch_size)
+    finished = ckpt.step >= total and scored(run_dir, total)
     report(f"resuming {run_dir} from {os.path.basename(ckpt.path)} (step {ckpt.step} of "
            f"{cfg.total_steps(epoch_size)})")
     report(describe(cfg, dataset))
-    return cfg, dataset, ckpt, finished
+    return RunSetup(cfg, dataset, resume=ckpt, finished=finished, dist=distributed.from_env())
 
 
 def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batch_size: int | None = None,
@@ -288,12 +317,21 @@ def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batc
         raise SetupError(str(e), "--checkpoint") from None
     runtime = runtime_values(device=device, precision=precision, loader=loader, workers=workers,
                              report=report)
-    runtime["device"] = join_ranks(runtime["device"])
+    runtime["device"] = distributed.rank_device(runtime["device"], distributed.from_env())
     cfg = dataclasses.replace(ckpt.config, command="evaluate", data=os.path.abspath(data),
                               out=out or default_out("evaluate"), **runtime,
                               batch_size=batch_size or ckpt.config.batch_size,
                               decoders=decoders or ckpt.config.decoders)
     check_out(cfg.out, force=force)
-    dataset = load_inputs(cfg, skip_bad=skip_bad, windows_for_test=ckpt.kind == "pretext", report=report)
+    dataset = usable_dataset(cfg, skip_bad=skip_bad, windows_for_test=ckpt.kind == "pretext", report=report)
+    if ckpt.kind == "classifier" and ckpt.classes != dataset.classes:
+        raise SetupError(f"{ckpt.path} was trained on {len(ckpt.classes)} classes "
+                         f"{_some(ckpt.classes)}, but {cfg.data} has {len(dataset.classes)}: "
+                         f"{_some(dataset.classes)}; evaluate it on the dataset it was fine-tuned on",
+                         "--data")
     report(describe(cfg, dataset))
     return ckpt, cfg, dataset
+
+
+def _some(names: list[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")

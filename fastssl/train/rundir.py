@@ -8,7 +8,7 @@ from pathlib import Path
 from fastssl.config import Config
 
 # Everything a run (or an evaluation) writes into its folder; --force removes exactly these.
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "eval.json", "tb")
+RUN_FILES = ("config.json", "metrics.jsonl", "checkpoint.pt", "eval.json", "scores.json", "tb")
 # ... and checkpoint-STEP.pt, checkpoint.pt.tmp (see existing_run_files)
 
 

@@ -1,17 +1,18 @@
-"""Batches -> model inputs on the device: the clip builder turns uint8 windows into the model's
+"""Batches -> the model's clips on the device: the clip builder turns uint8 windows into the model's
 normalized channels-last clips, in its compute dtype (no separate cast pass)."""
 from __future__ import annotations
 
 import torch
 
 from fastssl.config import Config
+from fastssl.data.sampling import Geometry
 from fastssl.kernels import build_clips, identity_orders
+from fastssl.train.precision import input_dtype
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-
-def input_dtype(cfg: Config) -> torch.dtype:
-    return _DTYPES[cfg.precision]
+def geometry(cfg: Config) -> Geometry:
+    """How frames are scaled and cropped for the model (the plans and loaders take this)."""
+    return Geometry(resize=tuple(cfg.resize), size=cfg.size)
 
 
 def question_clips(batch: dict, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,16 +31,8 @@ def single_clips(windows: torch.Tensor, cfg: Config, orders: torch.Tensor | None
     windows = windows.to(cfg.device, non_blocking=True)
     B, D = windows.shape[:2]
     starts, identity = identity_orders(B, D, windows.device)
-    orders = identity if orders is None else orders.to(windows.device)
+    orders = identity if orders is None else orders.to(windows.device, non_blocking=True)
     return build_clips(windows, starts, orders, mean=cfg.mean, std=cfg.std, dtype=input_dtype(cfg))
-
-
-def shuffled_orders(clips: int, D: int, seed: int, video: int) -> torch.Tensor:
-    """(clips, 1, D) random frame orders for the clips of one test video, from (seed, video):
-    the same shuffle whatever the batch size, loader or number of ranks."""
-    import numpy as np
-    rng = np.random.default_rng([seed, video])
-    return torch.from_numpy(np.stack([rng.permutation(D) for _ in range(clips)])[:, None, :])
 
 
 def labelled_clips(batch: dict, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
