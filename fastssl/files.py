@@ -52,10 +52,12 @@ def describe_file(path: str | os.PathLike, expected: str) -> str:
     size = path.stat().st_size
     if size == 0:
         return "an empty file"
-    if zipfile.is_zipfile(path):
-        return f"a {size}-byte zip archive that torch cannot read as {expected} (truncated or damaged?)"
     with open(path, "rb") as f:
         head = f.read(512)
+    # torch.save writes a zip archive; a truncated one has lost its central directory (at the
+    # end), so is_zipfile says no, but its first bytes are still a zip entry's header
+    if zipfile.is_zipfile(path) or head.startswith(b"PK\x03\x04"):
+        return f"a {size}-byte zip archive that torch cannot read as {expected} (truncated or damaged?)"
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:

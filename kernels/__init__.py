@@ -2,7 +2,8 @@
 torch reference. Lives in the top-level `kernels/` folder, installed as `fastssl.kernels`.
 
 Importing this package registers the custom op torch.ops.fastssl.build_clips; it does not import
-triton (that happens on first CUDA use, or via build_clips_triton / triton_available()).
+triton (that happens on first CUDA use, or via build_clips_triton / triton_available() /
+triton_status()).
 """
 from .build_clips import (
     SUPPORTED_DTYPES,
@@ -11,6 +12,7 @@ from .build_clips import (
     build_clips_triton,
     identity_orders,
     triton_available,
+    triton_status,
 )
 
 __all__ = [
@@ -20,4 +22,5 @@ __all__ = [
     "build_clips_triton",
     "identity_orders",
     "triton_available",
+    "triton_status",
 ]

@@ -27,8 +27,14 @@ Implementations:
                            triton imports, else to the reference. It has a fake (meta) kernel, so it
                            traces under torch.compile (as an opaque call) and can be captured in
                            CUDA graphs when check is False.
+
+On CUDA without an importable triton, build_clips warns once per process and runs the reference;
+triton_status() says which of the two CUDA calls get, and why.
 """
+import functools
+import importlib
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -41,12 +47,13 @@ __all__ = [
     "build_clips_triton",
     "identity_orders",
     "triton_available",
+    "triton_status",
 ]
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-# CPU reference: normalize in chunks whose fp32 temporary stays in L2 (measured 2 MiB/core on the
-# dev box); one sub+div over a whole batch streams 3x through DRAM instead.
+# CPU reference: normalize in chunks whose fp32 temporary stays in a core's L2 cache; one sub+div
+# over a whole batch would write the temporary out to DRAM and read it back.
 _CPU_CHUNK_BYTES = 1 << 20
 
 
@@ -134,6 +141,9 @@ def _check_range(starts: Tensor, orders: Tensor, T: int) -> None:
 
 
 def _resolve_check(check, device: torch.device) -> bool:
+    # check=None checks the index range for CPU tensors only: there it is a cheap look at host
+    # memory, while on CUDA it reads the indices back to the host, a sync on every call. CUDA
+    # callers get NaN frames for bad indices instead, or ask for the check with check=True.
     return device.type == "cpu" if check is None else bool(check)
 
 
@@ -171,9 +181,8 @@ def _empty_out(windows: Tensor, N: int, D: int, dtype: torch.dtype) -> Tensor:
 def _normalize_rows(rows: Tensor, mean: Tensor, std: Tensor, dtype: torch.dtype) -> Tensor:
     """uint8 (R, F) frames -> dtype (R, F): (x - mean[c]) / std[c] in fp32, then cast.
 
-    Arithmetic, not a 256-entry LUT: torch has no fused byte-indexed gather, and the LUT variants
-    (int32 index + index_select, numpy take) measured 1.1-2.6x slower than chunked sub+div on the
-    2-core dev box.
+    Arithmetic, not a 256-entry lookup table: torch has no fused byte-indexed gather, so a table
+    costs an extra pass to widen the bytes into indices before the lookup.
     """
     R, F = rows.shape
     out = torch.empty((R, F), dtype=dtype, device=rows.device)
@@ -197,6 +206,15 @@ def _normalize_rows(rows: Tensor, mean: Tensor, std: Tensor, dtype: torch.dtype)
     return out
 
 
+@functools.lru_cache(maxsize=32)
+def _device_stats(mean: tuple, std: tuple, device: torch.device) -> tuple[Tensor, Tensor]:
+    """mean and std as fp32 tensors on `device`, made once per (values, device): building them
+    per call would be a host-to-device copy, and a host wait, on every CUDA call. Callers only
+    read them."""
+    return (torch.tensor(mean, dtype=torch.float32, device=device),
+            torch.tensor(std, dtype=torch.float32, device=device))
+
+
 def _reference_impl(windows, starts, orders, mean, std, dtype, check: bool) -> Tensor:
     B, T, H, W, C = windows.shape
     N, D = orders.shape[1], orders.shape[2]
@@ -210,13 +228,12 @@ def _reference_impl(windows, starts, orders, mean, std, dtype, check: bool) -> T
         t = t.clamp(0, max(T - 1, 0))
     flat = (t + torch.arange(B, device=t.device)[:, None, None] * T).reshape(-1)  # rows of (B*T, F)
     frames = windows.contiguous().view(B * T, F)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=windows.device)
-    std_t = torch.tensor(std, dtype=torch.float32, device=windows.device)
+    mean_t, std_t = _device_stats(tuple(mean), tuple(std), windows.device)
 
     out2d = None
     if windows.device.type == "cpu" and flat.numel():
         # A window's frames are shared by several clips (paper: 20 decoded frames -> 48 clip
-        # frames). On the CPU normalize each used frame once and copy rows: 1.5-2x faster than
+        # frames). On the CPU normalize each used frame once and copy rows, rather than
         # normalizing all B*N*D output frames. (Not on CUDA: unique() syncs.)
         uniq, inv = torch.unique(flat, return_inverse=True)
         if uniq.numel() < flat.numel():
@@ -249,24 +266,73 @@ def build_clips_reference(
 # Triton
 # --------------------------------------------------------------------------------------------
 
-_triton_state: dict = {}
+class _KernelModule:
+    """The Triton kernel module, imported on first use, with the reason when it does not import.
+
+    Importing it imports triton, which is slow and needed only for CUDA tensors, so the
+    package imports it lazily. `name` is a parameter so that tests can give one that fails.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._tried = False
+        self._module = None
+        self.error: BaseException | None = None
+        self._warned = False
+
+    def get(self):
+        """The module, or None when it does not import (tried once per process)."""
+        if not self._tried:
+            self._tried = True
+            try:
+                self._module = importlib.import_module(self.name)
+            except Exception as e:  # ImportError, or a broken triton install raising anything
+                self.error = e
+        return self._module
+
+    def _why_not(self) -> str:
+        return f"triton does not import ({type(self.error).__name__}: {self.error})"
+
+    def status(self) -> str:
+        mod = self.get()
+        if mod is None:
+            return (f"the Triton kernel is not used: {self._why_not()}; build_clips on CUDA runs "
+                    f"the torch reference, which makes several passes over memory where the kernel "
+                    f"reads each frame once and writes each output once")
+        version = getattr(mod.triton, "__version__", "?")
+        line = f"the Triton kernel is used for CUDA tensors (triton {version})"
+        if mod.is_interpreter():
+            line += "; TRITON_INTERPRET=1: kernels run in the interpreter, on the host"
+        if not torch.cuda.is_available():
+            line += "; this process sees no CUDA device, so every call runs the torch reference"
+        return line
+
+    def warn_reference_on_cuda(self) -> None:
+        """Say once per process that CUDA calls run the reference instead of the kernel."""
+        if self._warned:
+            return
+        self._warned = True
+        warnings.warn(
+            f"fastssl.kernels: {self._why_not()}, so build_clips on CUDA runs the torch reference: "
+            f"several passes over memory instead of the kernel's one read and one write. "
+            f"fastssl.kernels.triton_status() says why; (re)install triton to use the kernel.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
 
-def _triton_module():
-    """The triton_build_clips module, or None if triton does not import (cached)."""
-    if "mod" not in _triton_state:
-        try:
-            from . import triton_build_clips as mod
-        except Exception as e:  # ImportError, or a broken triton install raising anything
-            mod = None
-            _triton_state["error"] = e
-        _triton_state["mod"] = mod
-    return _triton_state["mod"]
+_TRITON = _KernelModule(f"{__package__}.triton_build_clips")
 
 
 def triton_available() -> bool:
     """Whether the Triton kernel can be used (triton imports). Says nothing about a GPU."""
-    return _triton_module() is not None
+    return _TRITON.get() is not None
+
+
+def triton_status() -> str:
+    """One line: whether build_clips uses the Triton kernel for CUDA tensors, and if not why
+    (the import error). Imports triton if that has not happened yet."""
+    return _TRITON.status()
 
 
 def build_clips_triton(
@@ -284,9 +350,9 @@ def build_clips_triton(
     """The Triton kernel directly (for tests and benchmarks). CUDA tensors, or CPU tensors when
     TRITON_INTERPRET=1 was set before triton was imported. block/num_warps override the
     defaults in triton_build_clips (tuning)."""
-    mod = _triton_module()
+    mod = _TRITON.get()
     if mod is None:
-        raise RuntimeError(f"build_clips_triton: triton is not importable ({_triton_state.get('error')!r})")
+        raise RuntimeError(f"build_clips_triton: triton is not importable ({_TRITON.error!r})")
     windows, starts, orders, mean, std = _prepare(windows, starts, orders, mean, std, dtype)
     if _resolve_check(check, windows.device):
         _check_range(starts, orders, windows.shape[1])
@@ -309,11 +375,12 @@ def _op_impl(
     mean, std = list(mean), list(std)
     _check_args(windows, starts, orders, mean, std, dtype)
     if windows.device.type == "cuda":
-        mod = _triton_module()
+        mod = _TRITON.get()
         if mod is not None:
             if check:
                 _check_range(starts, orders, windows.shape[1])
             return mod.launch(windows, starts, orders, mean, std, dtype)
+        _TRITON.warn_reference_on_cuda()
     return _reference_impl(windows, starts, orders, mean, std, dtype, check)
 
 

@@ -20,8 +20,7 @@ import triton
 import triton.language as tl
 
 # 4096 elements x 8 warps = 16 elements per thread: one 16 B uint8 load and 4 x 16 B fp32 stores
-# (2 x 16 B for bf16/fp16). Not yet tuned on hardware: time the op on an H100 (block=/num_warps=
-# of build_clips_triton) and adjust; 1024..8192 with 4..8 warps is the sensible range here.
+# (2 x 16 B for bf16/fp16). build_clips_triton's block= and num_warps= override these for tuning.
 DEFAULT_BLOCK = 4096
 DEFAULT_NUM_WARPS = 8
 

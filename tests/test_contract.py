@@ -85,7 +85,7 @@ def test_clip_batches_are_what_the_plan_asks_for(vp9, loader):
 
 
 def test_evaluation_items_hold_every_clip_of_each_video(vp9, loader):
-    with loader.eval_video_batches(vp9.test, 8, GEOM, device="cpu", workers=0) as items:
+    with loader.eval_videos(vp9.test, 8, GEOM, device="cpu", workers=0) as items:
         items = list(items)
     assert [int(it["video"]) for it in items] == list(range(len(vp9.test)))
     for item, video in zip(items, vp9.test):
@@ -114,7 +114,7 @@ def test_ranks_take_slices_of_the_one_process_batch(vp9, loader):
 def test_evaluation_splits_videos_across_ranks(vp9, loader):
     seen = []
     for rank in range(2):
-        with loader.eval_video_batches(vp9.test, 8, GEOM, device="cpu", rank=rank, world_size=2) as items:
+        with loader.eval_videos(vp9.test, 8, GEOM, device="cpu", rank=rank, world_size=2) as items:
             seen += [int(it["video"]) for it in items]
     assert sorted(seen) == list(range(len(vp9.test)))  # every test video exactly once
 
@@ -181,3 +181,32 @@ def test_a_script_that_exits_without_closing_does_not_hang(vp9, tmp_path):
         "raise SystemExit(3)\n")
     result = subprocess.run([sys.executable, str(script)], timeout=120, capture_output=True)
     assert result.returncode == 3
+
+
+def test_redraw_tries_each_attempt_in_order_and_names_the_sample():
+    # Every loader redraws through contract.redraw: attempt k of sample (epoch, i) is
+    # plan.sample(epoch, i, k), failures are reported in draw order, and REDRAWS + 1 failures
+    # in a row name the sample.
+    from types import SimpleNamespace
+
+    from fastssl.data.contract import REDRAWS, DecodeError, redraw
+
+    class Plan:
+        def sample(self, epoch, i, attempt):
+            return SimpleNamespace(video=10 * i + attempt), ("extra", epoch, i, attempt)
+
+    def fails_below(n):
+        def attempt(window):
+            if window.video % 10 < n:
+                raise DecodeError(f"video {window.video} is bad")
+            return f"frames of {window.video}"
+        return attempt
+
+    window, extra, frames, bad = redraw(Plan(), 0, 3, fails_below(0))
+    assert (window.video, extra, frames, bad) == (30, ("extra", 0, 3, 0), "frames of 30", [])
+    window, extra, frames, bad = redraw(Plan(), 1, 2, fails_below(2))
+    assert (window.video, extra, frames) == (22, ("extra", 1, 2, 2), "frames of 22")
+    assert bad == [(20, "video 20 is bad"), (21, "video 21 is bad")]
+    with pytest.raises(DecodeError, match=rf"sample 4 of epoch 5: {REDRAWS + 1} draws in a row") as e:
+        redraw(Plan(), 5, 4, fails_below(REDRAWS + 1))
+    assert f"video {40 + REDRAWS} is bad" in str(e.value)

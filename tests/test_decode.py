@@ -88,3 +88,22 @@ def test_damaged_packets_raise_instead_of_being_concealed(tmp_path):
     with pytest.raises(DecodeError, match="damaged.mp4"):
         decoder.decode(str(damaged), 20, 20, fps=25)
     decoder.close()
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp9", "mjpeg"])
+def test_frame_counts_from_packets(tmp_path, codec):
+    # One count for every reader of counts: the container's own where it stores one, packets
+    # where it does not (WebM), and packets always for count_frames.
+    import av
+
+    from fastssl.data.frame_count import count_frames, frame_packets, stream_frames
+    path = str(tmp_path / f"v{EXT[codec]}")
+    write_coded_video(path, 23, codec=codec)
+    assert count_frames(path) == 23
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        assert stream_frames(container, stream) == 23
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        pts = sorted(p.pts * stream.time_base * 25 for p in frame_packets(container, stream))
+        assert pts == list(range(23))  # one packet per frame, no flush packet among them

@@ -15,7 +15,7 @@ from fastssl.models.inflate import (IMAGENET_MEAN, IMAGENET_STD, InflateError, i
 
 
 def assert_close(got, want, rtol=1e-4, atol=1e-4):
-    """torch.testing.assert_close's check without its ~1 s first-call import cost."""
+    """torch.testing.assert_close's check, without its slow first call."""
     assert got.shape == want.shape, (got.shape, want.shape)
     assert torch.allclose(got, want, rtol=rtol, atol=atol), \
         f"max abs difference {(got - want).abs().max().item():.3g}"
@@ -149,9 +149,25 @@ def test_batchnorm_is_reset(blank3d, state2d):
     assert features[1].running_mean.eq(0).all() and features[1].weight.eq(1).all()
 
 
-def test_imagenet_normalisation_in_0_255_units():
-    for got, want in zip(IMAGENET_MEAN + IMAGENET_STD, (0.485, 0.456, 0.406, 0.229, 0.224, 0.225)):
-        assert got == pytest.approx(want * 255)
+def test_clips_built_with_imagenet_statistics_are_what_the_2d_weights_were_trained_on(net2d, inflated3d):
+    """The inflated conv1 on a clip the clip builder normalised with IMAGENET_MEAN/STD (0-255
+    units) gives the 2D conv1 response to the image as torchvision normalises it ([0, 1], then
+    its own mean/std): wrong units or channel order here would feed the 2D weights other inputs."""
+    from fastssl.kernels import build_clips, identity_orders
+    torch.manual_seed(5)
+    image = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)  # HWC RGB, as decoded
+    frames = 8
+    windows = image.unsqueeze(1).expand(-1, frames, -1, -1, -1).contiguous()  # (B, T, H, W, 3)
+    clip = build_clips(windows, *identity_orders(2, frames), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    tv_mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)  # torchvision's, [0, 1] units
+    tv_std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    tv_input = (image.permute(0, 3, 1, 2).float() / 255 - tv_mean) / tv_std
+    assert_close(clip[:, :, 0], tv_input, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        out3d = inflated3d[0](clip)
+        out2d = net2d[0](tv_input) - net2d[0].bias.view(1, -1, 1, 1)
+    for t in range(2, frames - 2):
+        assert_close(out3d[:, :, t], out2d)
 
 
 def test_load_plain_and_nested_state_dicts(tmp_path, blank3d, state2d, net2d):
@@ -211,8 +227,43 @@ def test_missing_and_extra_keys_are_refused(blank3d, state2d):
         inflate_into(blank3d, extra, source="e.pth")
 
 
-def test_inflate_error_is_a_value_error():
-    assert issubclass(InflateError, ValueError)
+def test_damaged_and_odd_files_raise_inflate_errors_that_say_what_the_file_is(tmp_path, state2d):
+    """Every unusable file comes out as InflateError (a ValueError) naming the file and what it
+    is, never as torch's own error: the run setup turns exactly InflateError into an option error."""
+    good = tmp_path / "good.pth"
+    torch.save({"features.0.weight": state2d["features.0.weight"]}, good)
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.pth"
+    truncated.write_bytes(data[: len(data) // 2])
+    bad_head = tmp_path / "bad_head.pth"  # a zip whose first entry's header is overwritten
+    bad_head.write_bytes(bytes(64) + data[64:])
+    binary = tmp_path / "random.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    int_keys = tmp_path / "int_keys.pth"
+    torch.save({0: torch.zeros(2)}, int_keys)
+    empty_dict = tmp_path / "empty_dict.pth"
+    torch.save({}, empty_dict)
+    for path, words in [
+        (truncated, f"a {len(data) // 2}-byte zip archive that torch cannot read as a torch state dict (truncated"),
+        (bad_head, f"a {len(data)}-byte zip archive that torch cannot read as a torch state dict"),
+        (binary, f"{4 * 256} bytes of binary data, not a torch state dict"),
+        (int_keys, "keys are not parameter names"),
+        (empty_dict, "not a state dict (got dict (empty))"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            load_2d_state_dict(path)
+        assert type(e.value) is InflateError, type(e.value)
+        assert str(e.value).startswith(f"{path}: ") and words in str(e.value), str(e.value)
+
+
+def test_unusable_tensors_are_refused(blank3d, state2d):
+    for key, value, words in [("features.3.weight", torch.zeros(192, 64, 5, 5, dtype=torch.int64),
+                               "features.3.weight (conv2) is not a float tensor"),
+                              ("features.0.weight", torch.full((64, 3, 11, 11), float("nan")),
+                               "features.0.weight (conv1) has NaN or inf values")]:
+        with pytest.raises(InflateError) as e:
+            inflate_into(blank3d, dict(state2d, **{key: value}), source="t.pth")
+        assert str(e.value) == f"t.pth: {words}"
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -19,7 +20,11 @@ from fastssl.kernels import (
     build_clips_reference,
     build_clips_triton,
     identity_orders,
+    triton_status,
 )
+
+# The module itself (the package's `build_clips` attribute is the function of that name).
+bc = importlib.import_module("fastssl.kernels.build_clips")
 
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
@@ -169,8 +174,7 @@ def test_custom_op_is_registered_and_passes_opcheck():
 @pytest.mark.filterwarnings("ignore:.*torch.jit.script_method.*:DeprecationWarning")  # inductor's own
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_torch_compile_fullgraph(backend):
-    # The op is opaque to the compiler (its fake kernel gives shape, dtype and strides). Inductor
-    # on just this op compiles in ~3 s on the 2-core dev box (cold cache).
+    # The op is opaque to the compiler (its fake kernel gives shape, dtype and strides).
     windows, starts, orders = random_case(B=2, T=6, H=3, W=4, N=2, D=3)
 
     def f(w, s, o):
@@ -180,6 +184,56 @@ def test_torch_compile_fullgraph(backend):
     out = torch.compile(f, backend=backend, fullgraph=True)(windows, starts, orders)
     assert_layout(out, 2, 2, 3, 3, 4)
     assert torch.equal(out, f(windows, starts, orders))
+
+
+def test_reference_makes_mean_and_std_tensors_once_per_device_and_values():
+    windows, starts, orders = random_case()
+    build_clips_reference(windows, starts, orders, mean=MEAN, std=STD)
+    before = bc._device_stats.cache_info()
+    out = build_clips_reference(windows, starts, orders, mean=MEAN, std=STD)
+    after = bc._device_stats.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)  # no new tensors
+    assert torch.equal(out, naive_build_clips(windows, starts, orders, MEAN, STD))
+    cpu = torch.device("cpu")
+    mean_t, std_t = bc._device_stats(MEAN, STD, cpu)
+    assert mean_t.dtype == std_t.dtype == torch.float32 and mean_t.tolist() == list(np.float32(MEAN))
+    assert bc._device_stats(MEAN, STD, cpu)[0] is mean_t
+    # other values or another device: other tensors, on that device
+    assert bc._device_stats((1.0, 2.0, 3.0), STD, cpu)[0].tolist() == [1.0, 2.0, 3.0]
+    assert bc._device_stats(MEAN, STD, torch.device("meta"))[0].device.type == "meta"
+
+
+# ------------------------------------------------------------------------------------------
+# Whether CUDA calls get the Triton kernel, and saying so when they don't
+# ------------------------------------------------------------------------------------------
+
+def test_triton_status_of_this_process():
+    status = triton_status()
+    if HAS_TRITON:
+        import triton
+        assert status.startswith("the Triton kernel is used for CUDA tensors")
+        assert triton.__version__ in status
+        assert ("sees no CUDA device" in status) == (not HAS_CUDA)
+    else:
+        assert status.startswith("the Triton kernel is not used") and "ModuleNotFoundError" in status
+
+
+def test_a_kernel_module_that_does_not_import_is_reported_and_warned_about_once():
+    # A real failing import (the name does not exist), through the same loader build_clips uses.
+    loader = bc._KernelModule("fastssl.kernels._no_such_kernel")
+    assert loader.get() is None and loader.get() is None
+    assert isinstance(loader.error, ModuleNotFoundError)
+    status = loader.status()
+    assert status.startswith("the Triton kernel is not used")
+    assert "ModuleNotFoundError: No module named 'fastssl.kernels._no_such_kernel'" in status
+    assert "torch reference" in status and "passes over memory" in status
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the once-only must be the loader's, not Python's filter
+        for _ in range(3):
+            loader.warn_reference_on_cuda()
+    assert len(caught) == 1 and caught[0].category is RuntimeWarning
+    message = str(caught[0].message)
+    assert "_no_such_kernel" in message and "torch reference" in message and "triton_status()" in message
 
 
 # ------------------------------------------------------------------------------------------
@@ -410,6 +464,21 @@ def test_cuda_index_range_check_and_nan():
     out = build_clips(wc, sc, oc, mean=MEAN, std=STD)  # default on CUDA: no sync, NaN frame
     assert int(out.isnan().sum()) == 8 * 8 * 3
     assert out[1 * 3 + 2, :, 3].isnan().all()  # sample 1, clip 2, step 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_cuda_reference_does_not_wait_for_the_host():
+    # After the first call has put mean/std on the device, the reference with check=False makes
+    # no host-to-device copy and no sync: sync debug mode "error" raises on either.
+    w, s, o, wc, sc, oc = _cuda_case(2, 20, 16, 16, 6, 8)
+    build_clips_reference(wc, sc, oc, mean=MEAN, std=STD, dtype=torch.bfloat16, check=False)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = build_clips_reference(wc, sc, oc, mean=MEAN, std=STD, dtype=torch.bfloat16, check=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.equal(out.cpu(), build_clips_reference(w, s, o, mean=MEAN, std=STD, dtype=torch.bfloat16))
 
 
 @pytest.mark.gpu

@@ -19,19 +19,63 @@ def test_full_alexnet3d_shapes_and_fc2():
     assert 55e6 < sum(p.numel() for p in model.parameters()) < 70e6
 
 
-def test_siamese_shapes_and_weight_sharing():
+def test_siamese_shapes():
     model = SiameseNet(6, width=0.25, size=64).eval()
     x = torch.randn(2 * 6, 3, 8, 64, 64).to(memory_format=torch.channels_last_3d)
-    logits = model(x)
-    assert logits.shape == (2, 6)
-    # one set of branch weights: swapping two clips swaps their branch outputs (in eval mode,
-    # where BN does not mix the batch)
-    perm = torch.tensor([1, 0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
-    z = model.branch_head(model.features(x))
-    z_swapped = model.branch_head(model.features(x[perm]))
-    torch.testing.assert_close(z_swapped, z[perm], rtol=1e-4, atol=1e-5)
+    assert model(x).shape == (2, 6)
     linears = [m for m in model.fusion if isinstance(m, torch.nn.Linear)]
     assert [(l.in_features, l.out_features) for l in linears] == [(768, 768), (768, 6)]
+
+
+def branch_params(model):
+    return {n: p for n, p in model.named_parameters() if not n.startswith("fusion.")}
+
+
+def test_siamese_has_one_branch_whatever_the_number_of_clips():
+    # N branches with their own weights would have N times these parameters.
+    three, six = SiameseNet(3, width=0.25, size=64), SiameseNet(6, width=0.25, size=64)
+    shapes = lambda m: {n: tuple(p.shape) for n, p in branch_params(m).items()}  # noqa: E731
+    assert shapes(three) == shapes(six)
+    assert {n.split(".")[0] for n in branch_params(six)} == {"features", "branch_head"}
+
+
+def _branch_outputs(model, x):
+    """Forward x through the whole model; the branch outputs (B, N, branch_dim) on the way."""
+    seen = []
+    handle = model.branch_head.register_forward_hook(lambda m, args, out: seen.append(out))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, seen[0].reshape(-1, model.n_clips, seen[0].shape[1])
+
+
+def test_siamese_branches_are_one_function_with_one_set_of_weights():
+    torch.manual_seed(0)
+    model = SiameseNet(6, width=0.25, size=64).eval()  # eval: BatchNorm does not mix the batch
+    x = torch.randn(2 * 6, 3, 8, 64, 64)
+    x[3] = x[0]    # sample 0: the clip in position 0 again in position 3
+    x[11] = x[0]   # sample 1, position 5
+    x = x.to(memory_format=torch.channels_last_3d)
+    _, z = _branch_outputs(model, x)
+    # the same clip gives the same branch output in every position and sample ...
+    torch.testing.assert_close(z[0, 3], z[0, 0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(z[1, 5], z[0, 0], rtol=1e-5, atol=1e-6)
+    # ... namely the branch applied to that clip alone
+    with torch.no_grad():
+        alone = model.branch_head(model.features(x[:1]))
+    torch.testing.assert_close(z[0, 0], alone[0], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(z[0, 1], z[0, 0])  # (different clips do differ)
+
+    # A loss on one position's branch output trains every branch parameter, and only those:
+    # position 0 and position 4 reach exactly the same tensors.
+    def trained_by(position):
+        model.zero_grad(set_to_none=True)
+        _, z = _branch_outputs(model, x)
+        z[:, position].square().sum().backward()
+        return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+
+    assert trained_by(0) == trained_by(4) == set(branch_params(model))
 
 
 def test_too_few_frames_refused():

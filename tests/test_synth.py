@@ -259,3 +259,18 @@ def test_synth_stamps_its_dataset(tmp_path):
     stamp, matches = read_stamp(out)
     assert stamp["written_by"] == "fastssl synth" and matches
     assert load_dataset(out).stamped
+
+
+def test_a_failed_encode_leaves_no_file(tmp_path):
+    # write_video renames a complete temporary file over the target: a run that raises (here a
+    # frame of the wrong shape after the first) or encodes nothing leaves neither file behind.
+    from fastssl.data.encode import write_video
+
+    def frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        yield np.zeros((16, 17), np.uint8)
+    with pytest.raises(ValueError):
+        write_video(tmp_path / "v.mp4", frames())
+    with pytest.raises(ValueError, match="no frames"):
+        write_video(tmp_path / "w.webm", iter(()), codec="vp9")
+    assert list(tmp_path.iterdir()) == []

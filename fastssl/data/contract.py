@@ -5,7 +5,7 @@ A loader is a module with these four functions, taking the same keyword argument
     validate_files(videos, *, device, min_frames, skip, report) -> list[Video]
     pretext_batches(plan: PretextPlan, batch_size, **STREAM_ARGS) -> BatchStream[PretextBatch]
     clip_batches(plan: ClipPlan, batch_size, **STREAM_ARGS)       -> BatchStream[ClipBatch]
-    eval_video_batches(videos, D, geometry, **STREAM_ARGS)        -> BatchStream[EvalItem]
+    eval_videos(videos, D, geometry, **STREAM_ARGS)               -> BatchStream[EvalItem]
 
 with STREAM_ARGS = device, workers, decoders, start_step, rank, world_size (see `StreamArgs`).
 A loader is told *what* to decode (the plans in `sampling.py` own every random choice) and only
@@ -26,9 +26,16 @@ from __future__ import annotations
 import atexit
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, TypedDict, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypedDict, TypeVar
 
 import torch
+
+T = TypeVar("T")
+
+
+class DecodeError(RuntimeError):
+    """A video could not be decoded as its index says; the message names the file. Every loader
+    raises it (a training stream only after REDRAWS redraws also failed)."""
 
 
 class PretextBatch(TypedDict):
@@ -58,6 +65,23 @@ class EvalItem(TypedDict):
 # a pure function of the key, so no exclusion state is shared and a resumed run stays exact.
 # The failure travels with the batch (`bad`) so the training loop can name and count it.
 REDRAWS = 8
+
+
+def redraw(plan, epoch: int, i: int, attempt: Callable[[Any], T]) -> tuple[Any, Any, T, list]:
+    """Sample (epoch, i) of a training plan, redrawn until `attempt(window)` succeeds:
+    (window, the plan's extra, what `attempt` returned, failures). `attempt` raises DecodeError
+    for a window that does not decode; `failures` lists the (video, reason) of those draws, in
+    draw order. After REDRAWS + 1 failures in a row: DecodeError naming the sample."""
+    failures = []
+    for k in range(REDRAWS + 1):
+        window, extra = plan.sample(epoch, i, k)
+        try:
+            return window, extra, attempt(window), failures
+        except DecodeError as e:
+            failures.append((window.video, str(e)))
+    reasons = "\n".join(f"  {why}" for _, why in failures)
+    raise DecodeError(f"sample {i} of epoch {epoch}: {len(failures)} draws in a row failed to decode:\n"
+                      f"{reasons}")
 
 # What each batch kind holds; the contract test checks every loader against these.
 BATCH_KEYS = {"pretext": tuple(PretextBatch.__annotations__),
@@ -92,8 +116,6 @@ def rank_batch_size(batch_size: int, world_size: int) -> int:
         raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} ranks")
     return batch_size // world_size
 
-
-T = TypeVar("T")
 
 
 class BatchStream(Generic[T]):

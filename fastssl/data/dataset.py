@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from fastssl.files import atomic_write
 
 INDEX_FIELDS = ["path", "frames", "fps", "codec", "width", "height", "class"]
 STAMP = "fastssl_dataset.json"
@@ -67,27 +70,24 @@ def split_files(split: int) -> tuple[str, str]:
 
 def write_index(root: str | os.PathLike, rows: list[dict]) -> Path:
     """Write ROOT/index.csv atomically from dicts with INDEX_FIELDS keys."""
-    path = Path(root) / "index.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=INDEX_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: row[k] for k in INDEX_FIELDS})
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")  # csv writes its own "\r\n"; no newline translation on top
+    writer = csv.DictWriter(text, fieldnames=INDEX_FIELDS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row[k] for k in INDEX_FIELDS})
+    return atomic_write(Path(root) / "index.csv", text.getvalue().encode())
 
 
 def write_splits(root: str | os.PathLike, classes: list[str], train: list[str], test: list[str],
                  split: int = 1) -> None:
-    """Write classInd.txt, trainlist0S.txt and testlist0S.txt (S = split); paths are relative
-    to videos/ and start with the class folder."""
+    """Write classInd.txt, trainlist0S.txt and testlist0S.txt (S = split), each atomically;
+    paths are relative to videos/ and start with the class folder."""
     root = Path(root)
     label = {c: i + 1 for i, c in enumerate(classes)}
     train_name, test_name = split_files(split)
-    (root / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
-    (root / train_name).write_text("".join(f"{p} {label[p.split('/')[0]]}\n" for p in train))
-    (root / test_name).write_text("".join(f"{p}\n" for p in test))
+    atomic_write(root / "classInd.txt", "".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
+    atomic_write(root / train_name, "".join(f"{p} {label[p.split('/')[0]]}\n" for p in train))
+    atomic_write(root / test_name, "".join(f"{p}\n" for p in test))
 
 
 def _sha256(path: Path) -> str:
@@ -109,11 +109,7 @@ def write_stamp(root: str | os.PathLike, tool: str, *, unlabelled: bool = False)
     stamp = {"written_by": f"fastssl {tool}", "format": STAMP_FORMAT, "unlabelled": bool(unlabelled),
              "splits": [s for s in SPLITS if all((root / n).is_file() for n in split_files(s))],
              "sha256": {n: _sha256(root / n) for n in _stamped_files(root)}}
-    path = root / STAMP
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(stamp, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(root / STAMP, json.dumps(stamp, indent=1) + "\n")
 
 
 def read_stamp(root: str | os.PathLike) -> tuple[dict | None, bool]:
@@ -175,14 +171,13 @@ def _header_frames(path: str) -> tuple[int | None, str | None]:
     """(frame count from the container, or None when it has none, error or None). Opens and
     demuxes only: no decoding. Containers without a count (WebM/Matroska) are counted by packets."""
     import av  # lazy: reading a stamped folder needs no PyAV
+
+    from fastssl.data.frame_count import stream_frames
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 return None, "has no video stream"
-            stream = container.streams.video[0]
-            if stream.frames > 0:
-                return stream.frames, None
-            return sum(1 for pkt in container.demux(stream) if pkt.size), None
+            return stream_frames(container, container.streams.video[0]), None
     except (av.error.FFmpegError, OSError) as e:
         return None, f"cannot be opened as a video: {e}"
 

@@ -44,27 +44,32 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: i
     path = os.fspath(path)
     tmp = f"{path}.part{CODECS[codec][1]}"  # keep the suffix: PyAV picks the muxer from it
     count = 0
-    with av.open(tmp, mode="w") as container:
-        stream = container.add_stream(encoder, rate=fps)
-        stream.pix_fmt = pix_fmt
-        stream.codec_context.gop_size = gop
-        opts = dict(CODECS[codec][3] if options is None else options)
-        opts["g"] = str(gop)
-        opts["keyint_min"] = str(gop)
-        stream.options = opts
-        for frame in frames:
-            if count == 0:
-                stream.height, stream.width = frame.shape[:2]
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            vf.pts = count  # always increasing pts = frame index: seeks land exactly
-            vf.time_base = Fraction(1, fps)
-            for packet in stream.encode(vf):
+    # PyAV picks the muxer from the name and writes the file itself, so this is files.atomic_open's
+    # pattern by hand: a temporary name beside the target, renamed over it once complete.
+    try:
+        with av.open(tmp, mode="w") as container:
+            stream = container.add_stream(encoder, rate=fps)
+            stream.pix_fmt = pix_fmt
+            stream.codec_context.gop_size = gop
+            opts = dict(CODECS[codec][3] if options is None else options)
+            opts["g"] = str(gop)
+            opts["keyint_min"] = str(gop)
+            stream.options = opts
+            for frame in frames:
+                if count == 0:
+                    stream.height, stream.width = frame.shape[:2]
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+                vf.pts = count  # always increasing pts = frame index: seeks land exactly
+                vf.time_base = Fraction(1, fps)
+                for packet in stream.encode(vf):
+                    container.mux(packet)
+                count += 1
+            for packet in stream.encode():
                 container.mux(packet)
-            count += 1
-        for packet in stream.encode():
-            container.mux(packet)
-    if count == 0:
-        os.unlink(tmp)
-        raise ValueError(f"{path}: no frames to encode")
-    os.replace(tmp, path)
+        if count == 0:
+            raise ValueError(f"{path}: no frames to encode")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # failed (or no frames): no half-written file is left behind
+            os.unlink(tmp)
     return count

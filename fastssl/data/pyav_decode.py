@@ -11,9 +11,10 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-
-class DecodeError(RuntimeError):
-    """A video could not be decoded as its index says; the message names the file."""
+# DecodeError lives in the contract (every loader raises it); imported here because this module
+# raises it, and so `fastssl.data.pyav_decode.DecodeError` keeps working for outside code.
+from fastssl.data.contract import DecodeError  # noqa: F401
+from fastssl.data.frame_count import count_frames  # noqa: F401 - bench/peers.py imports it from here
 
 
 class WindowDecoder:
@@ -129,10 +130,3 @@ def _lap(timings: dict[str, float], stage: str, t0: float) -> float:
     t1 = time.perf_counter()
     timings[stage] = timings.get(stage, 0.0) + (t1 - t0)
     return t1
-
-
-def count_frames(path: str) -> int:
-    """Decode-free frame count from the packets (every packet of our streams is one frame)."""
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        return sum(1 for p in container.demux(stream) if p.size > 0)

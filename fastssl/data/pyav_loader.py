@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from fastssl.data.contract import REDRAWS, BatchStream, ClipBatch, EvalItem, PretextBatch, StreamArgs
+from fastssl.data.contract import BatchStream, ClipBatch, EvalItem, PretextBatch, StreamArgs, redraw
 from fastssl.data.dataset import Video
-from fastssl.data.pyav_decode import DecodeError, WindowDecoder
+from fastssl.data.pyav_decode import WindowDecoder
 from fastssl.data.sampling import ClipPlan, Geometry, PretextPlan, Window, eval_clip_starts, stream_keys
 
 _decoder: WindowDecoder | None = None
@@ -45,15 +45,7 @@ def decode_window(videos: Sequence[Video], window: Window, resize: tuple[int, in
 def decode_sample(plan, epoch: int, i: int):
     """Sample (epoch, i) of a training plan, decoded: (window, plan's extra, frames, bad), where
     `bad` lists the (video, reason) of draws that failed to decode before this one succeeded."""
-    bad = []
-    for attempt in range(REDRAWS + 1):
-        window, extra = plan.sample(epoch, i, attempt)
-        try:
-            return window, extra, decode_window(plan.videos, window, plan.geometry.resize), bad
-        except DecodeError as e:
-            bad.append((window.video, str(e)))
-    reasons = "\n".join(f"  {why}" for _, why in bad)
-    raise DecodeError(f"sample {i} of epoch {epoch}: {len(bad)} draws in a row failed to decode:\n{reasons}")
+    return redraw(plan, epoch, i, lambda window: decode_window(plan.videos, window, plan.geometry.resize))
 
 
 class PretextWindows(Dataset):
@@ -130,6 +122,9 @@ def _stream(dataset, sampler, *, workers: int, device: str) -> BatchStream:
     if workers:
         # Fork copies locks held by FFmpeg's decoder threads, not the threads: close them first.
         close_decoder()
+    # persistent_workers only keeps workers alive from one `iter(loader)` to the next; the
+    # stream makes one iterator (its sampler runs across epochs), so it changes nothing - and
+    # True would make the loader keep the iterator, so dropping ours would not stop the workers.
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=_pin(device),
                         persistent_workers=False, prefetch_factor=4 if workers else None,
                         worker_init_fn=_quiet_worker, collate_fn=_collate(dataset))
@@ -184,9 +179,9 @@ def clip_batches(plan: ClipPlan, batch_size: int, *, device: str = "cpu", worker
     return _stream(TrainClips(plan), keys, workers=workers, device=device)
 
 
-def eval_video_batches(videos: Sequence[Video], D: int, geometry: Geometry, *, device: str = "cpu",
-                       workers: int = 0, decoders: int = 1, start_step: int = 0, rank: int = 0,
-                       world_size: int = 1) -> BatchStream[EvalItem]:
+def eval_videos(videos: Sequence[Video], D: int, geometry: Geometry, *, device: str = "cpu",
+                workers: int = 0, decoders: int = 1, start_step: int = 0, rank: int = 0,
+                world_size: int = 1) -> BatchStream[EvalItem]:
     """One item per test video of this rank (videos rank, rank + world_size, ...), in order."""
     StreamArgs(device, workers, decoders, start_step, rank, world_size)
     mine = [[v] for v in range(rank, len(videos), world_size)]

@@ -17,6 +17,11 @@ from torch import nn
 MIN_FRAMES = 8  # three temporal poolings of stride 2
 
 
+def _check_frames(frames: int) -> None:
+    if frames < MIN_FRAMES:
+        raise ValueError(f"3D-AlexNet needs at least {MIN_FRAMES} frames per clip, got {frames}")
+
+
 def _c(channels: int, width: float) -> int:
     return max(8, int(round(channels * width)))
 
@@ -63,8 +68,7 @@ class AlexNet3D(nn.Module):
     def __init__(self, num_classes: int, *, width: float = 1.0, fc_size: int = 4096,
                  frames: int = 8, size: int = 224):
         super().__init__()
-        if frames < MIN_FRAMES:
-            raise ValueError(f"3D-AlexNet needs at least {MIN_FRAMES} frames per clip, got {frames}")
+        _check_frames(frames)
         self.features = conv_features(width)
         flat = flat_features(self.features, frames, size)
         self.classifier = nn.Sequential(
@@ -86,8 +90,7 @@ class SiameseNet(nn.Module):
     def __init__(self, n_clips: int = 6, *, width: float = 1.0, branch_dim: int = 128,
                  frames: int = 8, size: int = 224):
         super().__init__()
-        if frames < MIN_FRAMES:
-            raise ValueError(f"3D-AlexNet needs at least {MIN_FRAMES} frames per clip, got {frames}")
+        _check_frames(frames)
         self.n_clips = n_clips
         self.features = conv_features(width)
         flat = flat_features(self.features, frames, size)

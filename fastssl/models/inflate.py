@@ -30,11 +30,12 @@ spatial slice of the 3D net is the 2D net.
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from fastssl.files import describe_file
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LAYER_MAP", "InflateError", "inflate_kernel",
            "load_2d_state_dict", "inflate_into", "inflate_from_file"]
@@ -64,22 +65,6 @@ def inflate_kernel(weight_2d: torch.Tensor, time: int) -> torch.Tensor:
     return weight_2d.unsqueeze(2).expand(o, i, time, kh, kw) / time
 
 
-def _what_it_is(path: Path) -> str:
-    size = path.stat().st_size
-    if size == 0:
-        return "an empty file"
-    if zipfile.is_zipfile(path):
-        return f"a {size}-byte zip archive that torch cannot read (truncated or damaged?)"
-    with open(path, "rb") as f:
-        head = f.read(512)
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return f"{size} bytes of binary data, not a torch state dict"
-    lines = text.splitlines()
-    return f"a text file (first line: {lines[0][:60] if lines else ''!r}), not a torch state dict"
-
-
 def load_2d_state_dict(path: str | os.PathLike) -> dict:
     """Read a 2D AlexNet state dict from `path` on the CPU (`torch.load(weights_only=True)`).
 
@@ -93,10 +78,13 @@ def load_2d_state_dict(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - whatever the unpickler says, the file is not usable
-        if "weights only load failed" in str(e).lower() or "weights_only" in str(e):
+        # The weights-only unpickler names the class it refused ("Unsupported global") for a
+        # pickled object such as a whole model; for bytes that are no pickle at all it says
+        # "weights only load failed" too, so that phrase alone does not mean a saved model.
+        if "Unsupported global" in str(e):
             raise InflateError(f"{path}: a pickle that is not a plain state dict (a whole saved "
                                f"model?); save `model.state_dict()` instead") from None
-        raise InflateError(f"{path}: is {_what_it_is(path)}") from None
+        raise InflateError(f"{path}: is {describe_file(path, 'a torch state dict')}") from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -1,5 +1,5 @@
-"""What both window sources build on: the job of one DALI batch, the crop-resize op, and the
-readable part of a DALI error."""
+"""What the reader and the one-sample memory decoder share: the job of one DALI batch, the
+crop-resize op, and the readable part of a DALI error."""
 from __future__ import annotations
 
 from dataclasses import dataclass

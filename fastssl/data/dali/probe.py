@@ -11,6 +11,7 @@ from typing import Sequence
 import torch
 
 from fastssl.data.dataset import DatasetError, Video
+from fastssl.data.frame_count import stream_frames
 
 # What fn.decoders.video decodes (DALI 2.4 docs; CPU list re-checked here).
 CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
@@ -51,12 +52,10 @@ def probe(video: Video, *, device: str, min_frames: int) -> str | None:
         pix_fmt = stream.codec_context.pix_fmt
         if where == "with NVDEC" and codec == "h264" and pix_fmt not in NVDEC_H264_PIX_FMTS:
             return f"H.264 in {pix_fmt}: NVDEC decodes H.264 only as 8-bit 4:2:0 (re-encode it)"
-        frames = stream.frames
-        if not frames:  # e.g. WebM stores no count: count packets (no decoding)
-            try:
-                frames = sum(1 for p in container.demux(stream) if p.size > 0)
-            except (av.error.FFmpegError, OSError) as e:
-                return f"damaged: {e}"
+        try:
+            frames = stream_frames(container, stream)  # packets counted only when WebM has no count
+        except (av.error.FFmpegError, OSError) as e:
+            return f"damaged: {e}"
     if frames != video.frames:
         return f"has {frames} frames but index.csv says {video.frames} (truncated or replaced?)"
     if frames < min_frames:

@@ -1,4 +1,4 @@
-"""The "reader" window source (the default): fn.experimental.readers.video over a file_list
+"""Where the DALI loader's windows come from: fn.experimental.readers.video over a file_list
 written per chunk of CHUNK_BATCHES batches, so DALI indexes each file and seeks.
 
     host  the chunk's windows, in sample order -> file_list, one line per sample:
@@ -15,12 +15,15 @@ which would shift every later sample, so the entry count is checked after each b
 batch is checked against the plan, and a failure probes each file of the chunk to name it.
 
 Chunks: the pipeline is rebuilt per CHUNK_BATCHES batches (the key stream crosses epochs, so a
-chunk may too; resuming at step k starts a chunk there). Each chunk runs exactly its batches;
-the next one is built, and starts decoding, once the current one has all its batches queued.
-The reader also decodes one batch past its list (read-ahead into a next pass, thrown away), and
-closing it before that finishes waits for it, so a drained chunk lives RETIRE_AFTER more
-batches. Larger chunks amortise the build (DALI indexes every file of the list) and the wasted
-read-ahead; the chunk-size measurements are in bench/RESULTS.md.
+chunk may too; resuming at step k starts a chunk there). Each chunk runs exactly its batches.
+Building one (drawing its jobs, writing its file_list, DALI opening and indexing every file)
+is slow, so it happens on a background thread one chunk ahead: while chunk k decodes, chunk k+1
+is built, and once chunk k has all its batches queued the training thread only starts it. A
+build that fails is raised then, at the step a build on the training thread would have raised
+it. The reader also decodes one batch past its list (read-ahead into a next pass, thrown away),
+and closing it before that finishes waits for it, so a drained chunk lives RETIRE_AFTER more
+batches. Larger chunks amortise the build and the wasted read-ahead; the chunk-size
+measurements are in bench/RESULTS.md.
 
 DALI 2.4's reader decodes in its prefetch thread, sample after sample: one decoding thread per
 pipeline whatever num_threads (which serves the resize), so `decoders=K` gives K decoding
@@ -31,16 +34,17 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import threading
 import time
 from collections import deque
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from fastssl.data.contract import DecodeError
 from fastssl.data.dali.common import PREFETCH, Job, crop_resize, dali_reason, rois
 from fastssl.data.dali.probe import probe
 from fastssl.data.dataset import Video
-from fastssl.data.pyav_decode import DecodeError
 from fastssl.data.sampling import Geometry, Window
 
 CHUNK_BATCHES = 64           # batches per file_list, i.e. per pipeline (re)build
@@ -48,9 +52,7 @@ RETIRE_AFTER = 2             # batches a drained pipeline lives on (its loader i
 
 
 def host_ints(tensors) -> np.ndarray:
-    """A DALI batch of one-element tensors (CPU or GPU) -> 1-D int64 array."""
-    if hasattr(tensors, "as_cpu"):
-        tensors = tensors.as_cpu()
+    """A DALI CPU batch of one-element tensors -> 1-D int64 array."""
     return np.asarray(tensors.as_array(), dtype=np.int64).reshape(-1)  # (B, 1) -> (B,)
 
 
@@ -100,7 +102,11 @@ class ReaderChunk:
             # A list source (no callback): it holds no reference back to this chunk.
             roi_start, roi_end = fn.external_source(source=batch_rois, num_outputs=2, batch=True,
                                                     cycle=False, dtype=[types.FLOAT, types.FLOAT])
-            self.pipe.set_outputs(crop_resize(frames, roi_start, roi_end, geometry), label, first)
+            # The checks below read label and first frame on the host every batch. Reading them
+            # from GPU outputs (as_cpu) would make the training thread wait for the GPU; moved
+            # to the host inside the graph (a no-op on the CPU) they are copied by DALI's own
+            # threads, ahead, as part of the prefetch.
+            self.pipe.set_outputs(crop_resize(frames, roi_start, roi_end, geometry), label.cpu(), first.cpu())
         try:
             try:
                 self.pipe.build()  # reads the file_list and opens/indexes every file
@@ -201,12 +207,55 @@ def reader_refuses(path: str, win: Window, device_id: int | None) -> str | None:
     return None
 
 
+class ChunkBuild:
+    """One chunk being built on a background thread. `take()` waits for it and returns the chunk
+    (None when the jobs ran out) or raises what the build raised; `discard()` waits and closes it.
+    `seconds`: how long the build took."""
+
+    def __init__(self, build: Callable[[], ReaderChunk | None]):
+        self.chunk: ReaderChunk | None = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+        self.thread = threading.Thread(target=self._run, args=(build,), name="fastssl-chunk-build",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, build) -> None:
+        t = time.perf_counter()
+        try:
+            self.chunk = build()
+        except BaseException as e:  # noqa: BLE001 - handed to the training thread by take()
+            self.error = e
+        self.seconds = time.perf_counter() - t
+
+    def take(self) -> ReaderChunk | None:
+        self.thread.join()
+        # Handed over, not kept: the error's traceback holds the failed pipeline's frames.
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+        chunk, self.chunk = self.chunk, None
+        return chunk
+
+    def discard(self) -> None:
+        self.thread.join()  # a DALI build cannot be interrupted: wait for it, then drop it
+        self.error = None
+        if self.chunk is not None:
+            self.chunk.close()
+            self.chunk = None
+
+
 class ReaderPipe:
-    """The "reader" source for one pipeline slot, with MemoryPipe's interface: its jobs are cut
-    into chunks of CHUNK_BATCHES, each read by its own ReaderChunk pipeline. The next chunk is
-    built (and starts decoding) when the current one has all its batches queued; a drained
-    chunk is dropped RETIRE_AFTER batches later, once its reader's read-ahead into the (unused)
-    next pass of the file_list has finished - dropping it at once would wait for that."""
+    """The windows of one pipeline slot of the stream: its jobs are cut into chunks of
+    CHUNK_BATCHES, each read by its own ReaderChunk pipeline, built one chunk ahead on a
+    background thread (ChunkBuild). The next chunk starts decoding when the current one has
+    all its batches queued; a drained chunk is dropped RETIRE_AFTER batches later, once its
+    reader's read-ahead into the (unused) next pass of the file_list has finished - dropping it
+    at once would wait for that.
+
+    Timings, for the bench (seconds, most recent chunks; the first entry is the first chunk,
+    built when the stream starts): `build_seconds` per chunk build (on the background thread),
+    `chunk_waits` what the training thread waited for each built chunk at a chunk boundary."""
 
     def __init__(self, jobs: Iterator[Job], videos: Sequence[Video], *, geometry: Geometry,
                  batch_size: int, threads: int, device_id: int | None, prefetch: int = PREFETCH,
@@ -221,7 +270,10 @@ class ReaderPipe:
         self.retired: deque[list] = deque()           # [batches left to live, chunk]
         self.credit = 0  # schedule() calls already covered by a new chunk's first prefetch
         self.started = False
-        self.build_seconds: deque[float] = deque(maxlen=64)  # recent chunk builds (measurements)
+        self.built = 0   # chunks built so far (numbers their file_lists)
+        self.build_seconds: deque[float] = deque(maxlen=64)
+        self.chunk_waits: deque[float] = deque(maxlen=64)
+        self.next: ChunkBuild | None = ChunkBuild(self._build)
 
     def _listable(self, path: str) -> str:
         """An absolute path DALI's file_list parser can read: it splits lines at whitespace, so a
@@ -234,6 +286,16 @@ class ReaderPipe:
             os.symlink(path, link)
             self.links[path] = link
         return self.links[path]
+
+    def _build(self) -> ReaderChunk | None:
+        """The next chunk, built but not started (on the background thread; one build at a time,
+        so the job iterator and the symlinks are never touched by two threads)."""
+        jobs = list(itertools.islice(self.jobs, self.chunk_batches))
+        if not jobs:
+            return None
+        self.built += 1
+        list_path = os.path.join(self.tmp.name, f"file_list{self.built}.txt")
+        return ReaderChunk(jobs, self.videos, self._listable, list_path, **self.kwargs)
 
     @property
     def pending(self) -> deque[Job]:
@@ -248,15 +310,18 @@ class ReaderPipe:
         if self.live and self.live[-1].scheduled < self.live[-1].n:
             self.live[-1].schedule()
             return
-        jobs = list(itertools.islice(self.jobs, self.chunk_batches))
-        if not jobs:
+        if self.next is None:
             return  # no more work: outputs() ends the stream once the live chunks are drained
+        build, self.next = self.next, None
         t = time.perf_counter()
-        chunk = ReaderChunk(jobs, self.videos, self._listable, os.path.join(self.tmp.name, "file_list.txt"),
-                            **self.kwargs)
+        chunk = build.take()  # a failed build raises here, where building it here would have
+        if chunk is None:
+            return
+        self.chunk_waits.append(time.perf_counter() - t)
+        self.build_seconds.append(build.seconds)
         self.live.append(chunk)
         queued = chunk.start()
-        self.build_seconds.append(time.perf_counter() - t)
+        self.next = ChunkBuild(self._build)
         if self.started:
             self.credit = queued - 1
         self.started = True
@@ -280,6 +345,9 @@ class ReaderPipe:
             self.retired.popleft()[1].close()
 
     def close(self):
+        build, self.next = self.next, None
+        if build is not None:
+            build.discard()
         for chunk in self.live:
             chunk.close()
         for _, chunk in self.retired:

@@ -12,7 +12,7 @@ and DALI's failures turned into errors that name the file.
   alive until an event recorded after the copy has completed; drained reader chunks are
   dropped only when no such copy is pending.
 - Errors: DALI's own messages do not name the sample, so when a batch fails each of its samples
-  is decoded alone (memory source) to find the file(s); a sample that comes back short names
+  is decoded alone (memory.MemoryPipe) to find the file(s); a sample that comes back short names
   its file too (DecodeError).
 """
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
+from fastssl.data.contract import DecodeError
 from fastssl.data.dali.common import Job, dali_reason
-from fastssl.data.dali.memory import FileBytes, MemoryPipe
+from fastssl.data.dali.memory import MemoryPipe
 from fastssl.data.dali.probe import probe
 from fastssl.data.dali.reader import ReaderPipe
 from fastssl.data.dataset import Video
-from fastssl.data.pyav_decode import DecodeError
 from fastssl.data.sampling import Geometry, Window
 
 
@@ -45,29 +45,22 @@ def torch_device(device: str) -> tuple[torch.device, int | None]:
 class Stream:
     """Decodes job streams with `decoders` pipelines round-robin and yields finished items.
 
-    `jobs_for(j, K)` gives the jobs of pipeline j (batches j, j+K, ...); `finish(frames, job)`
-    turns the copied frames (one tensor, or a list for ragged batches) into a list of items.
-    Decoding starts at construction, before the first `next`. `source` picks the pipelines:
-    ReaderPipe ("reader") or MemoryPipe ("memory").
+    `jobs_for(j, K)` gives the jobs of pipeline j (batches j, j+K, ...), each pipeline a
+    ReaderPipe; `finish(frames, job)` turns the copied frames (one tensor) into a list of items.
+    Decoding starts at construction, before the first `next`.
     """
 
     def __init__(self, videos: Sequence[Video], jobs_for: Callable[[int, int], Iterator[Job]],
                  finish: Callable[[Any, Job], list], *, geometry: Geometry, batch_size: int,
-                 workers: int, device: str, decoders: int = 1, source: str = "memory"):
+                 workers: int, device: str, decoders: int = 1):
         if decoders < 1:
             raise ValueError(f"decoders must be at least 1, got {decoders}")
         self.device, device_id = torch_device(device)
-        self.videos, self.finish, self.geometry, self.source = videos, finish, geometry, source
-        self.files = FileBytes()
+        self.videos, self.finish, self.geometry = videos, finish, geometry
         threads = max(1, -(-max(workers, 1) // decoders))  # `workers` threads in all, >= 1 each
-        if source == "reader":
-            self.pipes = [ReaderPipe(jobs_for(j, decoders), videos, geometry=geometry,
-                                     batch_size=batch_size, threads=threads, device_id=device_id)
-                          for j in range(decoders)]
-        else:
-            self.pipes = [MemoryPipe(jobs_for(j, decoders), videos, self.files, geometry=geometry,
-                                     batch_size=batch_size, threads=threads, device_id=device_id)
-                          for j in range(decoders)]
+        self.pipes = [ReaderPipe(jobs_for(j, decoders), videos, geometry=geometry,
+                                 batch_size=batch_size, threads=threads, device_id=device_id)
+                      for j in range(decoders)]
         self.step = 0
         self.items: deque = deque()
         self.in_flight: deque = deque()  # (cuda event, DALI output) until the copy is done
@@ -126,22 +119,19 @@ class Stream:
                 raise DecodeError(self._short(win, shape[0]))
 
     def _copy(self, out):
-        """DALI output -> torch-owned uint8 tensor(s) on self.device (see the module notes)."""
+        """DALI output -> a torch-owned uint8 tensor on self.device (see the module notes). A
+        reader batch is never ragged: every window of a pipeline has one length."""
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
         cuda = self.device.type == "cuda"
         stream = torch.cuda.current_stream(self.device) if cuda else None
         shapes = [tuple(s) for s in out.shape()]
-        if len(set(shapes)) == 1:
-            frames = torch.empty((len(shapes), *shapes[0]), dtype=torch.uint8, device=self.device)
-            if out.is_dense_tensor():
-                feed_ndarray(out.as_tensor(), frames, cuda_stream=stream)
-            else:
-                for i in range(len(shapes)):
-                    feed_ndarray(out[i], frames[i], cuda_stream=stream)
-        else:  # ragged (evaluation: whole videos of different lengths)
-            frames = [feed_ndarray(out[i], torch.empty(s, dtype=torch.uint8, device=self.device),
-                                   cuda_stream=stream) for i, s in enumerate(shapes)]
+        frames = torch.empty((len(shapes), *shapes[0]), dtype=torch.uint8, device=self.device)
+        if out.is_dense_tensor():
+            feed_ndarray(out.as_tensor(), frames, cuda_stream=stream)
+        else:
+            for i in range(len(shapes)):
+                feed_ndarray(out[i], frames[i], cuda_stream=stream)
         if cuda:
             # The copy is queued on torch's stream; DALI may free its buffer as soon as we drop
             # `out`, so keep it until the copy has run.
@@ -160,8 +150,8 @@ class Stream:
             video = self.videos[win.video]
             single = None
             try:
-                single = MemoryPipe(iter([Job([win], None)]), self.videos, FileBytes(0),
-                                    geometry=self.geometry, batch_size=1, threads=1,
+                single = MemoryPipe(iter([Job([win], None)]), self.videos, geometry=self.geometry,
+                                    batch_size=1, threads=1,
                                     device_id=None if self.device.type == "cpu" else self.device.index,
                                     prefetch=1)
                 single.schedule()

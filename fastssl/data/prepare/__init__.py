@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from fastssl.files import atomic_write
+
 from ..dataset import write_index, write_splits, write_stamp
 from ..encode import CODECS
 from .report import REPORT, mend_done_log, read_done, write_report
@@ -94,9 +96,7 @@ def _check_settings(out: Path, settings: dict) -> None:
         raise PrepareError(f"{out}: exists, is not empty and holds no {SETTINGS_FILE}: choose an "
                            f"empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(settings, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(settings, indent=1) + "\n")
 
 
 def _lock(out: Path):

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
+
+from fastssl.files import atomic_write
 
 REPORT = "prepare_report.csv"
 DONE_LOG = ".prepare_done.jsonl"   # one verified output per line; a resumed run skips these
@@ -14,15 +17,12 @@ REPORT_FIELDS = ["source", "kind", "reason"]
 def write_report(out: Path, rows: list[dict]) -> Path:
     """rows: dicts with source, kind ('bad' or 'unlisted') and reason. Written even when empty,
     so a clean run says so."""
-    path = out / REPORT
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=REPORT_FIELDS)
-        writer.writeheader()
-        for row in sorted(rows, key=lambda r: (r["kind"], r["source"])):
-            writer.writerow({k: row[k] for k in REPORT_FIELDS})
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")  # csv writes its own "\r\n"; no newline translation on top
+    writer = csv.DictWriter(text, fieldnames=REPORT_FIELDS)
+    writer.writeheader()
+    for row in sorted(rows, key=lambda r: (r["kind"], r["source"])):
+        writer.writerow({k: row[k] for k in REPORT_FIELDS})
+    return atomic_write(out / REPORT, text.getvalue().encode())
 
 
 def read_done(out: Path) -> dict[str, dict]:

@@ -22,6 +22,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from ..encode import CODECS
+from ..frame_count import frame_packets
 from .report import append_done
 from .verify import VerifyError, is_sample, verify
 
@@ -153,13 +154,8 @@ def probe(src: str, min_frames: int):
         stream = container.streams.video[0]
         if stream.codec_context is None or stream.codec_context.name is None:
             raise BadInput("video stream with a codec PyAV cannot decode")
-        stamps = []
         try:
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue
-                t = packet.pts if packet.pts is not None else packet.dts
-                stamps.append(t)
+            stamps = [p.pts if p.pts is not None else p.dts for p in frame_packets(container, stream)]
         except av.error.FFmpegError as e:
             raise BadInput(f"cannot read the packets: {e}")
         info = (stream.time_base, stream.guessed_rate or stream.average_rate, stream.codec_context.name)
