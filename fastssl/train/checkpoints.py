@@ -125,6 +125,7 @@ class CheckpointWriter:
 
     def __init__(self, run_dir: str | os.PathLike, keep: int = 2):
         self.dir, self.keep = Path(run_dir), max(1, keep)
+        self.dir.mkdir(parents=True, exist_ok=True)
 
     def save(self, step: int, **kw) -> Path:
         path = save_checkpoint(self.dir / f"checkpoint-{step}.pt", step=step, **kw)
