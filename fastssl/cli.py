@@ -62,7 +62,9 @@ runtime_options = _options(
                  help="Default: cuda when a GPU is visible, else cpu."),
     click.option("--precision", type=click.Choice(PRECISIONS), default=None,
                  help="Autocast dtype. Default: bf16 on CUDA, fp32 on the CPU "
-                      "(bf16 is ~20x slower on CPUs without native bf16)."),
+                      "(bf16 is ~20x slower on CPUs without native bf16). fp16 needs loss scaling, "
+                      "whose GradScaler reads a value back from the GPU every step (a host wait); "
+                      "bf16 needs none."),
     click.option("--loader", type=click.Choice(LOADER_CHOICES), default="auto", show_default=True,
                  help="auto = DALI when installed and on CUDA, else PyAV."),
     click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -71,6 +73,9 @@ runtime_options = _options(
     click.option("--decoders", type=click.IntRange(min=1), default=None,
                  help="DALI loader: video pipelines per GPU, one per NVDEC engine to keep busy "
                       "(default 1; an H100 has several engines)."),
+    click.option("--compile", "compile", is_flag=True, default=None,
+                 help="torch.compile the model (off by default): fewer, fused kernels on a GPU, "
+                      "after a compile of a minute or so at the first step; little gain on a CPU."),
 )
 
 training_options = _options(
@@ -105,8 +110,9 @@ long_run_options = _options(
     click.option("--resume", type=click.Path(file_okay=False), default=None,
                  help="Continue the run in this folder from its newest complete checkpoint, with "
                       "its saved config. Only --steps (a new total re-plans the cosine schedule: "
-                      "from the current step on it is that of a run of the new length), --workers, --decoders and --device (bit-exact only "
-                      "on the same device) may be given with it."),
+                      "from the current step on it is that of a run of the new length), --workers, --decoders, "
+                      "--device (bit-exact only on the same device) and --accumulate (after running "
+                      "out of memory; not bit-exact: BatchNorm sees smaller batches) may be given with it."),
     click.option("--ckpt-every", type=click.IntRange(min=1), default=None,
                  help="Write a checkpoint every this many steps (default 500); one is also written "
                       "at least every 10 minutes of training, and at the end."),
@@ -215,7 +221,7 @@ def _train(ctx, command: str, kw: dict) -> dict:
             flags = ", ".join("--" + n.replace("_", "-") for n in given + (["force"] if force else []))
             raise click.UsageError(f"--resume continues {resume_dir} with its saved config, so "
                                    f"{flags} cannot be given with it (allowed: --steps, --workers, "
-                                   "--decoders, --device)")
+                                   "--decoders, --device, --accumulate)")
         setup = _usage_errors(lambda: setup_resume(
             command, resume_dir, report=click.echo, **{k: kw[k] for k in RESUME_OPTIONS}))
         if setup.finished:
@@ -237,7 +243,7 @@ def _train(ctx, command: str, kw: dict) -> dict:
             click.echo(stop.decision.message, err=True)
             if stop.checkpoint:
                 click.echo(f"checkpoint: {stop.checkpoint}", err=True)
-            if stop.decision.stop != "non-finite":
+            if stop.decision.stop not in ("non-finite", "out-of-memory"):
                 launch = "torchrun ... -m fastssl" if d.enabled else "fastssl"
                 click.echo(f"continue with: {launch} {command} --resume {cfg.out}", err=True)
         ctx.exit(stop.decision.exit_code)

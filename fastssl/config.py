@@ -49,7 +49,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # Settings of a run that are not part of the model: a checkpoint evaluated or reused on another
 # machine takes these from the caller, everything else from the checkpoint.
 RUNTIME_KEYS = ("device", "precision", "loader", "workers", "decoders", "batch_size", "data",
-                "eval_questions", "out")
+                "eval_questions", "out", "compile")
 
 
 def default_preset(device: str) -> str:
@@ -101,6 +101,7 @@ class Config:
     max_bad_fraction: float = 0.05      # stop when more of a split's videos fail to decode mid-run
     skip_nonfinite: bool = False        # skip batches whose loss is NaN/Inf instead of stopping
     deterministic: bool = False         # CUDA: deterministic cuDNN/cuBLAS choices (slower)
+    compile: bool = False               # torch.compile the model
     accumulate: int = 1                 # micro-batches per optimizer step (batch_size is the whole step)
     sync_bn: bool = False               # data parallel on CUDA: SyncBatchNorm across ranks
     eval_questions: int = 4            # held-out questions per test video (pretext evaluation)

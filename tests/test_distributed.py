@@ -86,6 +86,23 @@ def test_two_ranks_agree_with_one_process_accumulating_two(data, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_nan_on_one_rank_is_skipped_by_every_rank_together(data, tmp_path):
+    # rank 1 alone meets a NaN loss at step 4: with --skip-nonfinite both ranks skip that step's
+    # update (a rank skipping alone would leave the other waiting in the gradient all-reduce)
+    from fastssl.train.guard import INJECT_NAN_ENV, INJECT_NAN_RANK_ENV
+    os.environ.update({INJECT_NAN_ENV: "4", INJECT_NAN_RANK_ENV: "1"})
+    try:
+        launch(*train(data, tmp_path / "two", "--skip-nonfinite"), ranks=2)
+    finally:
+        del os.environ[INJECT_NAN_ENV], os.environ[INJECT_NAN_RANK_ENV]
+    lines = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["nonfinite_skipped"] for line in lines if "nonfinite_skipped" in line][-1] == 1
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 6 and all(torch.isfinite(v).all() for v in state["model"].values()
+                                      if v.is_floating_point())
+
+
+@pytest.mark.slow
 def test_two_rank_evaluation_counts_every_video_once(data, tmp_path):
     launch("finetune", "--data", data, "--out", tmp_path / "ft", "--device", "cpu", "--workers", 0,
            "--steps", 2, "--batch-size", 4)

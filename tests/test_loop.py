@@ -111,3 +111,38 @@ def test_a_signal_stops_at_the_step_boundary_with_a_checkpoint(tmp_path):
         run(tmp_path, config(tmp_path), total=20, stream=signalled(), log=False)
     assert stop.value.step == 5 and stop.value.decision.exit_code == 130
     assert read_checkpoint(stop.value.checkpoint).step == 5
+
+
+def test_running_out_of_cuda_memory_names_the_options_and_the_checkpoint_kept(tmp_path):
+    class Hungry(Linear):
+        def model_inputs(self, batch, cfg):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 3:  # what torch raises when a CUDA allocation fails
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().model_inputs(batch, cfg)
+    cfg = Config(device="cpu", out=str(tmp_path), log_every=10, ckpt_every=2, batch_size=8)
+    t = training(cfg)
+    t.task = Hungry()
+    with pytest.raises(RunStopped) as stop:
+        train_steps(t, batches(), total=10, videos=[None], start=TrainState(),
+                    out=Output(tmp_path, None, report=lambda _: None, progress=False))
+    d = stop.value.decision
+    assert (d.stop, d.exit_code, stop.value.step) == ("out-of-memory", 1, 3)
+    assert "--batch-size (now 8)" in d.message and "--accumulate N" in d.message
+    assert f"the last checkpoint kept is {tmp_path / 'checkpoint-2.pt'} (step 2)" in d.message
+
+
+def test_high_data_wait_says_which_knob_to_turn_once():
+    from fastssl.train.timer import DataWaitAdvice
+    advice = DataWaitAdvice("dali", workers=4, decoders=1)
+    said = [advice.note(w) for w in (0.5, 0.6, 0.1, 0.4, 0.5, 0.7, 0.9, 0.8)]
+    assert said[:5] == [None] * 5  # a dip resets the count
+    assert "--decoders (now 1" in said[5] and said[6:] == [None, None]
+    assert "--workers (now 2" in DataWaitAdvice("pyav", 2, 1, patience=1).note(0.3)
+
+
+def test_gpu_stats_are_empty_without_a_gpu():
+    from fastssl.train.gpu_stats import gpu_stats
+    assert gpu_stats("cpu") == {}
+    if not torch.cuda.is_available():
+        assert gpu_stats("cuda") == {}  # no NVML here: nothing, and no error

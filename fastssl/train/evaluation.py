@@ -197,6 +197,8 @@ def evaluate(ckpt: Checkpoint, runtime: Config, dataset: VideoDataset, *, progre
     out = start_run_dir(runtime.out, runtime, force=force) if runtime.out and dist.is_main else None
     model = TASK_OF_KIND[ckpt.kind].build_model(cfg, dataset)
     model.load_state_dict(ckpt.state["model"])
+    if cfg.compile:
+        model = torch.compile(model)
     if ckpt.kind == "pretext":
         result = pretext_accuracy(model, cfg, dataset.test, progress=progress, dist=dist)
     else:

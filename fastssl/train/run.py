@@ -60,8 +60,10 @@ def run(task: Task, setup: RunSetup, *, progress: bool = True, report=print) -> 
     last: dict = {}
     try:
         if start.step < total:
-            training = Training(cfg, task, data_parallel(model, cfg, dist), model, optimizer, scaler,
-                                task.checkpoint_extra(dataset))
+            driven = data_parallel(model, cfg, dist)
+            if cfg.compile:  # compiled for the training steps; checkpoints and scoring use `model`
+                driven = torch.compile(driven)
+            training = Training(cfg, task, driven, model, optimizer, scaler, task.checkpoint_extra(dataset))
             with task.stream(cfg, plan, start_step=start.step, dist=dist) as batches:
                 last = train_steps(training, batches, total=total, videos=plan.videos, start=start,
                                    out=Output(run_dir, log, report, progress, dist), monitor=monitor)

@@ -248,11 +248,11 @@ def inflated(cfg: Config, *, mean_given: bool, std_given: bool,
 
 
 # What `--resume` may change: everything else is the run's saved config.
-RESUME_OPTIONS = ("steps", "workers", "decoders", "device")
+RESUME_OPTIONS = ("steps", "workers", "decoders", "device", "accumulate")
 
 
 def setup_resume(command: str, run_dir: str, *, steps: int | None = None, workers: int | None = None,
-                 decoders: int | None = None, device: str | None = None,
+                 decoders: int | None = None, device: str | None = None, accumulate: int | None = None,
                  report=print) -> RunSetup:
     """Continue RUN_DIR from its newest complete checkpoint with its saved config. `finished`:
     the checkpoint is at the last step and the run's scores.json scored it. A raised --steps
@@ -281,6 +281,10 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
         changes["workers"] = workers
     if decoders is not None:
         changes["decoders"] = decoders
+    if accumulate is not None and accumulate != cfg.accumulate:
+        changes["accumulate"] = accumulate
+        report(f"--accumulate {accumulate}: each step in {accumulate} micro-batches (was {cfg.accumulate}); the "
+               "same steps, but BatchNorm sees smaller batches, so not bit for bit")
     changes["device"] = distributed.rank_device(changes.get("device", cfg.device), distributed.from_env())
     cfg = dataclasses.replace(cfg, out=run_dir, **changes)
     check_config(cfg)
@@ -307,7 +311,7 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
 
 def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batch_size: int | None = None,
                      device=None, precision=None, loader="auto", workers=None, decoders=None,
-                     skip_bad: bool = False, force: bool = False,
+                     compile: bool | None = None, skip_bad: bool = False, force: bool = False,
                      report=print) -> tuple[Checkpoint, Config, VideoDataset]:
     """evaluate: the checkpoint fixes the model, its sizes and the split; the options fix where
     and how it runs."""
@@ -321,7 +325,7 @@ def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batc
     cfg = dataclasses.replace(ckpt.config, command="evaluate", data=os.path.abspath(data),
                               out=out or default_out("evaluate"), **runtime,
                               batch_size=batch_size or ckpt.config.batch_size,
-                              decoders=decoders or ckpt.config.decoders)
+                              decoders=decoders or ckpt.config.decoders, compile=bool(compile))
     check_out(cfg.out, force=force)
     dataset = usable_dataset(cfg, skip_bad=skip_bad, windows_for_test=ckpt.kind == "pretext", report=report)
     if ckpt.kind == "classifier" and ckpt.classes != dataset.classes:
