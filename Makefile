@@ -26,7 +26,7 @@ test-slow: $(VENV)/.installed
 
 # The paper's claim in small: Scratch and RP side by side on the same synthetic set (10 motion
 # classes, 4 training videos each; RP pretrains on other, unlabelled videos of the same motions),
-# two fine-tune seeds each, then a table of both. About 5 minutes on an idle 2-core CPU; the
+# two fine-tune seeds each, then a table of both (its time on 2 cores: README); the
 # whole Table 2 (SS, PB, PB on an arrow-of-time set, controls): `fastssl replicate`.
 demo: $(VENV)/.installed
 	$(BIN)/fastssl replicate --only scratch,rp --pretext-seeds 1 --seeds 2 --out $(DEMO) --work $(DEMO)/work --force

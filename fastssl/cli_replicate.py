@@ -43,9 +43,8 @@ def _positive(ctx, param, value):
               help="K: fine-tune seeds per pretext checkpoint (Scratch gets P x K, so every row "
                    "averages P x K runs).  [default: 2; --quick: 1]")
 @click.option("--quick", is_flag=True,
-              help="A smaller run (fewer videos and steps, P=1, K=1, one static control): about "
-                   "9 minutes on an idle 2-core CPU. A look at the pipeline, not a result: at 200 "
-                   "pretext steps RP has barely left its plateau, and there is no spread.")
+              help="A smaller run (fewer videos and steps, P=1, K=1, one static control): a look "
+                   "at the pipeline, not a result (too few steps and seeds to show the claim).")
 @click.option("--pretext-steps", "pretext_steps", type=int, default=None, callback=_positive,
               help=f"Steps of every pretext run (equal across modes).  [default: "
                    f"{SIZES['default'].pretext_steps}; --quick: {SIZES['quick'].pretext_steps}]")
@@ -91,8 +90,7 @@ def replicate(out, work, pretext_seeds, seeds, quick, pretext_steps, finetune_st
     beside the paper's figures (mean ± std over seeds), results.json and two PNG plots.
 
     \b
-    Defaults take ~36 minutes on an idle 2-core CPU (estimated from measured step rates;
-    much longer when other work shares the cores); --quick ~9.
+    How long each takes on a 2-core CPU is measured in the README.
     Examples:
       fastssl replicate --quick --out runs/rep-quick
       fastssl replicate --out bench/replicate --work runs/replicate

@@ -33,9 +33,8 @@ PRESETS = {
                   W=20, D=8, N=6, batch_size=32, epochs=None, steps=20000, finetune_steps=20000,
                   lr=1e-4, lr_fc=1e-3, lr_conv=1e-4, eval_questions=4),
     # For CPUs and tests: 64 px (the smallest size 3D-AlexNet accepts), quarter width, small fc.
-    # The paper's learning rates hold here too. Measured on the synthetic set (2-core CPU, RP,
-    # 200 steps of 16 questions): Adam 1e-4 -> 64% held-out accuracy, 3e-4 -> 20%, 1e-3 -> 15%
-    # (chance 17%); larger rates stall BN-heavy 3D-AlexNet on a plateau at chance.
+    # The paper's learning rates hold here too (larger ones stall on a plateau at chance:
+    # bench/RESULTS.md, "Learning rates of the tiny preset").
     "tiny": dict(size=64, resize=(72, 96), width=0.25, fc_size=512, branch_dim=128,
                  W=20, D=8, N=6, batch_size=16, epochs=None, steps=400, finetune_steps=300,
                  lr=1e-4, lr_fc=1e-3, lr_conv=1e-4, eval_questions=4),

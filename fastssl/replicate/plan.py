@@ -40,12 +40,7 @@ class Sizes:
         return dataclasses.asdict(self)
 
 
-# Measured on the 2-core CPU (tiny preset, 96x72 videos, batch 16) near idle: pretext ~283
-# clips/s (96 clips a step: 0.34 s/step), fine-tune ~160 clips/s (16 a step: 0.1 s/step). RP on
-# the pretext set sits at chance for ~200 steps, then climbs (51% training accuracy at step 300
-# of 300, as the cosine schedule ends); PB on dissipative motions leaves a similar plateau.
-# Default: (4 pretext settings x P=2 + 4 controls) x ~110 s + 20 fine-tunes x ~40 s = ~36 min
-# near idle. Quick: 5 pretext runs x ~75 s + 5 fine-tunes x ~20 s = ~9 min near idle.
+# The sizes come from measured step rates and learning curves: bench/RESULTS.md, "Replicate sizes".
 SIZES = {
     "default": Sizes(),
     "quick": Sizes(pretext_per_motion=9, arrow_per_motion=30, control_videos=36, test_per_class=5,

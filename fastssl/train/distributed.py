@@ -74,21 +74,21 @@ def _group():
     return _control if _control is not None else dist.group.WORLD
 
 
-def host_max(values: list[float], d: Dist) -> list[float]:
-    """Element-wise max over ranks of a few host numbers (flags, counters)."""
+def _host_reduce(values: list[float], d: Dist, op) -> list[float]:
     if not d.enabled:
         return list(values)
     t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_group())
+    dist.all_reduce(t, op=op, group=_group())
     return t.tolist()
+
+
+def host_max(values: list[float], d: Dist) -> list[float]:
+    """Element-wise max over ranks of a few host numbers (flags, counters)."""
+    return _host_reduce(values, d, dist.ReduceOp.MAX)
 
 
 def host_sum(values: list[float], d: Dist) -> list[float]:
-    if not d.enabled:
-        return list(values)
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=_group())
-    return t.tolist()
+    return _host_reduce(values, d, dist.ReduceOp.SUM)
 
 
 def gather_objects(obj, d: Dist) -> list:
