@@ -355,6 +355,10 @@ def synth(out, classes, motions, list_motions, videos_per_class, frames, size, f
               help="N: clips per question, i.e. SiameseNet branches (default 6; needs N <= W-D+1).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate (Adam; default from the preset, paper: 1e-4).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=None,
+              help="Score a fixed set of up to 192 held-out questions every this many steps: the "
+                   "learning curve shows when the plateau ends (0 = never; default 100). "
+                   "Monitoring only; every held-out question is scored at the end.")
 @click.pass_context
 def pretrain(ctx, **kw):
     """Pretext training: find the one clip of N whose frames are out of order.

@@ -95,7 +95,7 @@ class Config:
     ckpt_every: int = 500               # a checkpoint every this many steps ...
     ckpt_minutes: float = 10.0          # ... and at least every this many minutes of training
     keep_checkpoints: int = 2           # checkpoint-STEP.pt files kept (checkpoint.pt = the newest)
-    eval_every: int = 100               # finetune: held-out clip accuracy every this many steps (0 = off)
+    eval_every: int = 100               # held-out monitor (questions / clips) every this many steps (0 = off)
     skip_bad: bool = False              # report and skip unusable videos at start instead of refusing
     max_bad_fraction: float = 0.05      # stop when more of a split's videos fail to decode mid-run
     skip_nonfinite: bool = False        # skip batches whose loss is NaN/Inf instead of stopping

@@ -121,12 +121,15 @@ def test_same_losses_whatever_the_dali_pipelines(tmp_path):
 def test_compiled_training_and_evaluation_match_eager(synth, tmp_path):
     common = ["--data", synth, "--device", "cpu", "--workers", "0", "--batch-size", "2"]
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
-        run("finetune", *common, "--out", tmp_path / name, "--steps", "2", "--eval-every", "0", *extra)
+        run("finetune", *common, "--out", tmp_path / name, "--steps", "3", "--eval-every", "0",
+            "--log-every", "1", *extra)
         run("evaluate", *common, "--checkpoint", tmp_path / name / "checkpoint.pt", "--out",
             tmp_path / f"{name}-eval", *extra)
     assert Config.load(tmp_path / "compiled" / "config.json").compile
-    a, b = (torch.load(tmp_path / n / "checkpoint.pt", weights_only=True)["model"] for n in ("eager", "compiled"))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5, msg=k)
+    # Adam's first steps are ~lr * sign(gradient), so float-level differences in tiny gradients
+    # show as lr-sized weight differences: compare the losses the two runs computed instead
+    la, lb = ([json.loads(line)["finetune/loss"] for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
+              for n in ("eager", "compiled"))
+    assert len(la) == 3 and la == pytest.approx(lb, rel=1e-3)
     ea, eb = (json.loads((tmp_path / f"{n}-eval" / "eval.json").read_text()) for n in ("eager", "compiled"))
     assert [v["pred"] for v in ea["per_video"]] == [v["pred"] for v in eb["per_video"]]

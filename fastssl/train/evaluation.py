@@ -30,8 +30,10 @@ from fastssl.train.rundir import start_run_dir
 # on the same questions and clips.
 EVAL_SEED = 20240601
 MONITOR_SEED = 20240602
-# The fine-tuning monitor: at most this many held-out clips and this many bytes of uint8 frames.
+# The monitors: at most this many held-out clips (fine-tuning) or questions (pretext), and this
+# many bytes of uint8 frames.
 MONITOR_CLIPS = 512
+MONITOR_QUESTIONS = 192
 MONITOR_BYTES = 256 << 20
 
 
@@ -100,6 +102,40 @@ class HeldOutClips:
                 correct += (model(single_clips(chunk, self.cfg)).argmax(1) == labels).sum()
         model.train()
         return {"heldout/clip_accuracy": correct.item() / len(self.labels)}
+
+
+class HeldOutQuestions:
+    """A fixed set of held-out pretext questions (test videos, centre crops, a fixed seed) scored
+    during pretext training, so the learning curve shows where the plateau ends. Decoded once,
+    from its own plan: it never touches the training stream or RNG. The final score on every
+    held-out question is `pretext_accuracy`."""
+
+    def __init__(self, cfg: Config, videos: Sequence[Video]):
+        window_bytes = cfg.W * cfg.size * cfg.size * 3
+        want = max(1, min(MONITOR_QUESTIONS, MONITOR_BYTES // window_bytes, len(videos) * cfg.eval_questions))
+        plan = PretextPlan(videos, W=cfg.W, D=cfg.D, N=cfg.N, mode=cfg.mode, geometry=geometry(cfg),
+                           seed=MONITOR_SEED, train=False)
+        batch = min(cfg.batch_size, want)
+        parts = []
+        with loaders.get(cfg.loader).pretext_batches(plan, batch, device=cfg.device, workers=0,
+                                                     decoders=cfg.decoders) as batches:
+            for _ in range(math.ceil(want / batch)):
+                b = next(batches)
+                parts.append({k: b[k].clone() for k in ("windows", "starts", "orders", "label")})
+        self.batches = [{k: torch.cat([p[k] for p in parts])[:want][i:i + cfg.batch_size] for k in parts[0]}
+                        for i in range(0, want, cfg.batch_size)]
+        self.count, self.cfg = want, cfg
+
+    @torch.no_grad()
+    def __call__(self, model: torch.nn.Module) -> dict:
+        model.eval()
+        correct = torch.zeros((), dtype=torch.long, device=self.cfg.device)
+        for batch in self.batches:
+            x, y = question_clips(batch, self.cfg)
+            with autocast(self.cfg):
+                correct += (model(x).argmax(1) == y).sum()
+        model.train()
+        return {"heldout/question_accuracy": correct.item() / self.count}
 
 
 def shuffled_orders(clips: int, D: int, seed: int, video: int) -> torch.Tensor:

@@ -85,6 +85,9 @@ class Pretext(Task):
     def model_inputs(self, batch, cfg):
         return question_clips(batch, cfg)
 
+    def monitor(self, cfg, dataset):
+        return evaluation.HeldOutQuestions(cfg, dataset.test) if cfg.eval_every and dataset.test else None
+
     def final_scores(self, model, cfg, dataset, *, last, progress, dist):
         return evaluation.pretext_accuracy(model, cfg, dataset.test, progress=progress, dist=dist)
 
