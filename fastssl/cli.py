@@ -13,7 +13,7 @@ import time
 import click
 
 from fastssl import __version__
-from fastssl.config import DEVICES, PRECISIONS, PRESETS
+from fastssl.config import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS
 from fastssl.data.encode import CODECS
 from fastssl.data.loaders import CHOICES as LOADER_CHOICES
 from fastssl.pretext import MODES
@@ -101,6 +101,12 @@ training_options = _options(
                       "(default from the preset)."),
     click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="Channel-width multiplier of 3D-AlexNet (default from the preset)."),
+    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+                 help="adam (default; the paper's rates are Adam-sized) or sgd (momentum 0.9; "
+                      "needs larger rates, e.g. --lr 0.01)."),
+    click.option("--warmup", type=click.FloatRange(0, 1), default=None,
+                 help="Fraction of the steps spent warming the learning rate up linearly "
+                      "(default 0.02), before the cosine decay."),
     click.option("--clip-length", "D", type=int, default=None,
                  help="D: frames per clip (>= 8: 3D-AlexNet pools time three times). Default 8."),
 )
@@ -417,9 +423,20 @@ def finetune(ctx, **kw):
               help="Shuffle the frames of every test clip (seeded by SEED and the video) before "
                    "classifying it: the accuracy drop shows how much the model relies on "
                    "temporal order. Classifier checkpoints only.")
+@click.option("--frozen", is_flag=True,
+              help="Score the checkpoint's conv1..pool3 frozen, without fine-tuning (pretext or "
+                   "classifier checkpoint, labelled set): every non-overlapping clip of both "
+                   "splits (centre crop, no flip) -> conv features averaged over time and space, "
+                   "L2-normalised. Retrieval: each test clip queries all training clips by cosine "
+                   "similarity, top-k (k = 1, 5, 10, 20, 50) = a training clip of its class among "
+                   "the k nearest. Linear probe: logistic regression on the training clips "
+                   "(standardised inputs, zero init, L2 0.001, full-batch L-BFGS, at most 500 "
+                   "iterations; no randomness), clip and video (mean softmax) accuracy on the test "
+                   "clips.")
 @runtime_options
-def evaluate(checkpoint, shuffle_seed, **kw):
-    """Clip and video accuracy on the test split (or pretext accuracy for a pretext checkpoint).
+def evaluate(checkpoint, shuffle_seed, frozen, **kw):
+    """Clip and video accuracy on the test split (or pretext accuracy for a pretext checkpoint;
+    with --frozen, retrieval and linear-probe accuracy of the frozen conv features).
 
     The model, its sizes and the split come from the checkpoint (another split's test list
     overlaps this one's training videos); the options only say where and how to run it.
@@ -428,11 +445,27 @@ def evaluate(checkpoint, shuffle_seed, **kw):
     from fastssl.train.evaluation import evaluate as run
     from fastssl.train.run_setup import setup_evaluation
     _quiet_other_ranks()
-    ckpt, cfg, dataset = _usage_errors(lambda: setup_evaluation(checkpoint, report=click.echo, **kw))
+    if frozen and shuffle_seed is not None:
+        raise click.UsageError("--frozen scores the conv features of clips in order; --shuffle-frames "
+                               "tests a classifier's reliance on order: give one")
+    d = distributed.from_env()
+    if frozen and d.world_size > 1:
+        raise click.UsageError("--frozen runs in one process: start it without torchrun")
+    ckpt, cfg, dataset = _usage_errors(lambda: setup_evaluation(checkpoint, frozen=frozen,
+                                                                report=click.echo, **kw))
+    if frozen:
+        from fastssl.train.frozen import evaluate_frozen
+        result = evaluate_frozen(ckpt, cfg, dataset, force=kw["force"])
+        click.echo(f"frozen features ({ckpt.kind} checkpoint): retrieval top-1 "
+                   f"{result['retrieval_top1']:.3f}  top-5 {result['retrieval_top5']:.3f}  linear probe "
+                   f"clip {result['probe_clip_accuracy']:.3f}  video {result['probe_video_accuracy']:.3f}  "
+                   f"({result['test_clips']} test / {result['train_clips']} train clips, "
+                   f"chance {result['chance']:.3f})")
+        click.echo(f"results: {os.path.join(cfg.out, 'eval.json')}")
+        return
     if shuffle_seed is not None and ckpt.kind != "classifier":
         raise click.BadParameter("shuffling frames tests a classifier; this is a pretext checkpoint "
                                  "(whose task is the frame order itself)", param_hint="--shuffle-frames")
-    d = distributed.from_env()
     _join(d, cfg.device)
     try:
         result = run(ckpt, cfg, dataset, force=kw["force"], shuffle_seed=shuffle_seed, dist=d)
@@ -452,11 +485,12 @@ def evaluate(checkpoint, shuffle_seed, **kw):
 # Commands with many options of their own live in their own modules.
 from fastssl.cli_bench import bench  # noqa: E402
 from fastssl.cli_prepare import prepare  # noqa: E402
-from fastssl.cli_replicate import replicate  # noqa: E402
+from fastssl.cli_replicate import compare, replicate  # noqa: E402
 
 main.add_command(bench)
 main.add_command(prepare)
 main.add_command(replicate)
+main.add_command(compare)
 
 if __name__ == "__main__":
     main()

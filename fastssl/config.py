@@ -41,6 +41,8 @@ PRESETS = {
 }
 
 
+OPTIMIZERS = ("adam", "sgd")
+
 # Where and in which dtype a run computes (the CLI's choices; defaults in train/run_setup.py).
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -81,6 +83,7 @@ class Config:
     lr_fc: float = 1e-3
     lr_conv: float = 1e-4
     warmup: float = 0.02
+    optimizer: str = "adam"             # adam | sgd (momentum 0.9, as OPN/VCOP-style code)
     init: str | None = None             # finetune: pretext checkpoint (None = scratch)
     inflate: str | None = None          # 2D AlexNet state dict whose conv weights are inflated to 3D
     split: int = 1                      # which train/test split lists (UCF101/HMDB51 have 1-3)

@@ -119,17 +119,20 @@ def test_same_losses_whatever_the_dali_pipelines(tmp_path):
 
 @pytest.mark.slow
 def test_compiled_training_and_evaluation_match_eager(synth, tmp_path):
-    common = ["--data", synth, "--device", "cpu", "--workers", "0", "--batch-size", "2"]
+    common = ["--data", synth, "--device", "cpu", "--workers", "0", "--batch-size", "4"]
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         run("finetune", *common, "--out", tmp_path / name, "--steps", "3", "--eval-every", "0",
             "--log-every", "1", *extra)
-        run("evaluate", *common, "--checkpoint", tmp_path / name / "checkpoint.pt", "--out",
-            tmp_path / f"{name}-eval", *extra)
     assert Config.load(tmp_path / "compiled" / "config.json").compile
-    # Adam's first steps are ~lr * sign(gradient), so float-level differences in tiny gradients
-    # show as lr-sized weight differences: compare the losses the two runs computed instead
+    # The first loss is computed before any update: the compiled forward must give it. Later
+    # steps drift apart legitimately (Adam's first steps are ~lr * sign(gradient), so float-level
+    # gradient differences become lr-sized weight differences).
     la, lb = ([json.loads(line)["finetune/loss"] for line in (tmp_path / n / "metrics.jsonl").read_text().splitlines()]
               for n in ("eager", "compiled"))
-    assert len(la) == 3 and la == pytest.approx(lb, rel=1e-3)
+    assert len(lb) == 3 and la[0] == pytest.approx(lb[0], rel=1e-4)
+    # one checkpoint, evaluated eager and compiled: the same predictions
+    for name, extra in (("eager", []), ("compiled", ["--compile"])):
+        run("evaluate", *common, "--checkpoint", tmp_path / "eager" / "checkpoint.pt", "--out",
+            tmp_path / f"{name}-eval", *extra)
     ea, eb = (json.loads((tmp_path / f"{n}-eval" / "eval.json").read_text()) for n in ("eager", "compiled"))
-    assert [v["pred"] for v in ea["per_video"]] == [v["pred"] for v in eb["per_video"]]
+    assert ea["per_video"] == eb["per_video"]

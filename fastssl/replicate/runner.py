@@ -5,6 +5,10 @@
                             result.json); fine-tunes hold train/, eval/, eval-shuffled/
     WORK/replicate-plan.json  the sizes this folder was run with
 
+Frozen-feature scores (fastssl.train.frozen: retrieval and a linear probe on conv1..pool3, no
+fine-tuning) are scored on the labelled set for each pretext checkpoint (in its result.json)
+and for random weights seeded per Scratch seed (in that Scratch run's result.json).
+
 A run is finished when its runs/<key>/result.json exists: a second `replicate` into the same
 --out skips it. A run with a checkpoint but no result.json was interrupted: it is resumed from
 its newest checkpoint (`setup_resume`). Anything else starts over in its folder.
@@ -19,13 +23,17 @@ from pathlib import Path
 
 from fastssl.files import atomic_write
 from fastssl.replicate import datasets as data_mod
-from fastssl.replicate.plan import Plan, Run
+from fastssl.replicate.plan import Plan, Run, control_eval_questions
 from fastssl.train.runlog import read_metrics
 
 RESULT = "result.json"
 PLAN_FILE = "replicate-plan.json"
 CKPT_EVERY = 50        # resume granularity (steps); a checkpoint of the tiny model takes ~0.1 s
 SHUFFLE_SEED = 0       # the frames-shuffled evaluation's seed (per video, see evaluate)
+EVAL_EVERY = 100       # held-out pretext questions scored every this many steps: the learning curve
+FROZEN_KEYS = ("retrieval_top1", "retrieval_top5", "retrieval_top10", "retrieval_top20",
+               "retrieval_top50", "probe_clip_accuracy", "probe_video_accuracy", "train_clips",
+               "test_clips", "chance")
 
 
 class ReplicateError(ValueError):
@@ -70,22 +78,43 @@ def _train(ctx: Context, command: str, run_dir: Path, steps: int, **options):
         except run_setup.SetupError as e:
             ctx.report(f"  cannot resume ({e}); starting over")
     s = ctx.plan.sizes
+    options.setdefault("eval_questions", s.eval_questions)
     setup = run_setup.setup_training(
         command, data=options.pop("data"), out=str(run_dir), preset=s.preset, device=ctx.device,
-        workers=ctx.workers, steps=steps, batch_size=s.batch_size, eval_questions=s.eval_questions,
-        ckpt_every=CKPT_EVERY, force=True, report=ctx.quiet, **options)
+        workers=ctx.workers, steps=steps, batch_size=s.batch_size, ckpt_every=CKPT_EVERY, force=True,
+        report=ctx.quiet, **options)
     return run(TASKS[command], setup, progress=ctx.progress, report=ctx.quiet)
 
 
 def run_pretext(ctx: Context, run: Run) -> dict:
     run_dir = ctx.run_dir(run.key)
     t0 = time.time()
+    control = run.dataset.startswith("static")
+    extra = {"eval_questions": control_eval_questions(ctx.plan.sizes)} if control else {}
     r = _train(ctx, "pretrain", run_dir, ctx.plan.sizes.pretext_steps, data=ctx.folders[run.dataset],
-               mode=run.mode, seed=run.seed, log_every=10)
+               mode=run.mode, seed=run.seed, log_every=10, eval_every=EVAL_EVERY, **extra)
+    # a static control has no features worth scoring: it must learn nothing
+    frozen = None if control else _frozen(ctx, r["checkpoint"], run_dir / "frozen")
     return {"pretext_accuracy": r["pretext_accuracy"], "chance": r.get("chance"),
             "questions": r.get("questions"), "steps": r["steps"],
-            "curve": _curve(run_dir, "pretext/accuracy"), "checkpoint": r["checkpoint"],
-            "seconds": round(time.time() - t0, 1)}
+            "curve": _curve(run_dir, "pretext/accuracy"),
+            "heldout_curve": _curve(run_dir, "heldout/question_accuracy"), "frozen": frozen,
+            "checkpoint": r["checkpoint"], "seconds": round(time.time() - t0, 1)}
+
+
+def _frozen(ctx: Context, checkpoint: str, out: Path, random_seed: int | None = None) -> dict:
+    """Frozen-feature scores on the labelled set: of the checkpoint's conv1..pool3, or, with
+    `random_seed`, of fresh random ones (built with the checkpoint's config: same geometry)."""
+    from fastssl.train import frozen, run_setup
+
+    ckpt, cfg, dataset = run_setup.setup_evaluation(checkpoint, data=ctx.folders["labelled"], out=str(out),
+                                                    device=ctx.device, workers=ctx.workers, force=True,
+                                                    frozen=True, report=ctx.quiet)
+    cfg = ckpt.runtime_config(cfg)
+    features = (frozen.random_features(cfg, random_seed) if random_seed is not None
+                else frozen.checkpoint_features(ckpt, cfg))
+    scores = frozen.frozen_scores(features, cfg, dataset, progress=ctx.progress)
+    return {k: scores[k] for k in FROZEN_KEYS if k in scores}
 
 
 def _evaluate(ctx: Context, checkpoint: str, out: Path, shuffle_seed=None) -> dict:
@@ -110,7 +139,10 @@ def run_finetune(ctx: Context, run: Run) -> dict:
                init=init, seed=run.seed, log_every=10, eval_every=0)
     plain = _evaluate(ctx, r["checkpoint"], run_dir / "eval")
     shuffled = _evaluate(ctx, r["checkpoint"], run_dir / "eval-shuffled", shuffle_seed=SHUFFLE_SEED)
-    return {"clip_accuracy": plain["clip_accuracy"], "video_accuracy": plain["video_accuracy"],
+    # Scratch's frozen columns: the random weights it starts from (seeded per Scratch seed)
+    frozen = (_frozen(ctx, r["checkpoint"], run_dir / "frozen", random_seed=run.seed)
+              if run.init is None else None)
+    return {"clip_accuracy": plain["clip_accuracy"], "video_accuracy": plain["video_accuracy"], "frozen": frozen,
             "shuffled_clip_accuracy": shuffled["clip_accuracy"],
             "shuffled_video_accuracy": shuffled["video_accuracy"], "chance": plain["chance"],
             "clips": plain["clips"], "videos": plain["videos"], "init": init,
@@ -138,12 +170,12 @@ def _check_folder(work: Path, plan: Plan, force: bool, crf_control: bool) -> Non
                 shutil.rmtree(work / sub)
     work.mkdir(parents=True, exist_ok=True)
     _write_json(path, {"sizes": sizes, "pretext_seeds": plan.pretext_seeds, "seeds": plan.seeds,
-                       "crf_control": crf_control})
+                       "pb_pretext_seeds": plan.pb_pretext_seeds, "crf_control": crf_control})
 
 
 def replicate(out: str | os.PathLike, plan: Plan, *, work: str | os.PathLike | None = None,
               device: str | None = None, workers: int | None = None, force: bool = False,
-              progress: bool = False, crf_control: bool = True, command_line: str = "",
+              progress: bool = False, crf_control: bool = False, command_line: str = "",
               report=print, write_report: bool = True, report_only: bool = False) -> dict:
     """Run every run of `plan` under `work` (default out/work: data/ and runs/), skipping finished
     ones, then write the report (table.md, results.json, PNGs) into `out`. Returns the summary
@@ -183,10 +215,12 @@ def replicate(out: str | os.PathLike, plan: Plan, *, work: str | os.PathLike | N
         _write_json(path, res)
         results[run.key] = res
         if run.kind == "pretext":
-            report(f"  pretext accuracy {100 * res['pretext_accuracy']:.1f}% ({res['seconds']:.0f} s)")
+            report(f"  pretext accuracy {100 * res['pretext_accuracy']:.1f}% on {res['questions']} held-out "
+                   f"questions{_frozen_line(res)} ({res['seconds']:.0f} s)")
         else:
             report(f"  clip {100 * res['clip_accuracy']:.1f}%  video {100 * res['video_accuracy']:.1f}%  "
-                   f"shuffled clip {100 * res['shuffled_clip_accuracy']:.1f}% ({res['seconds']:.0f} s)")
+                   f"shuffled clip {100 * res['shuffled_clip_accuracy']:.1f}%{_frozen_line(res)} "
+                   f"({res['seconds']:.0f} s)")
     wall = time.time() - started
     summary = report_mod.summarise(plan, [results[r.key] for r in runs], wall_seconds=wall,
                                    command_line=command_line, crf_control=crf_control,
@@ -199,6 +233,15 @@ def replicate(out: str | os.PathLike, plan: Plan, *, work: str | os.PathLike | N
         report(f"Report: {out}/table.md, results.json, *.png.  TensorBoard runs: "
                f"tensorboard --logdir {work / 'runs'}")
     return summary
+
+
+def _frozen_line(res: dict) -> str:
+    f = res.get("frozen")
+    if not f:
+        return ""
+    what = "random weights" if res["kind"] == "finetune" else "frozen"
+    return (f"; {what}: retrieval top-1 {100 * f['retrieval_top1']:.1f}%, probe clip "
+            f"{100 * f['probe_clip_accuracy']:.1f}%")
 
 
 def _with_crf_control(runs: list) -> list:

@@ -23,6 +23,7 @@ from fastssl.train.loop import Output, Training, train_steps
 from fastssl.train.run_setup import RunSetup
 from fastssl.train.rundir import prepare_run_dir
 from fastssl.train.runlog import RunLog
+from fastssl.train.schedule import make_optimizer
 from fastssl.train.state import TrainState, restore
 from fastssl.train.tasks import Task
 
@@ -52,7 +53,7 @@ def run(task: Task, setup: RunSetup, *, progress: bool = True, report=print) -> 
         model.features.load_state_dict(setup.init.features)
     plan = task.plan(cfg, dataset)
     total = cfg.total_steps(plan.epoch_size)
-    optimizer = torch.optim.Adam(task.param_groups(model, cfg))
+    optimizer = make_optimizer(cfg.optimizer, task.param_groups(model, cfg))
     scaler = torch.amp.GradScaler(torch.device(cfg.device).type, enabled=cfg.precision == "fp16")
     start = restore(resume, model, optimizer, scaler, cfg.device, report) if resume else TrainState()
     monitor = task.monitor(cfg, dataset) if dist.is_main and start.step < total else None

@@ -17,7 +17,7 @@ import torch
 
 from fastssl.config import DEVICES, PRECISIONS, PRESETS, Config, default_preset, resolve
 from fastssl.data import loaders
-from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset
+from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset, read_stamp
 from fastssl.models.alexnet3d import MIN_FRAMES
 from fastssl.pretext import MODES, check_sizes
 from fastssl.train import distributed
@@ -149,9 +149,13 @@ def check_config(cfg: Config) -> None:
 
 
 def usable_dataset(cfg: Config, *, skip_bad: bool = False, windows_for_test: bool | None = None,
-                report=print) -> VideoDataset:
+                   check_train: bool | None = None, report=print) -> VideoDataset:
     """Load cfg.data and keep the videos this run can use; refuse (or, with skip_bad, report
-    and skip) missing or too-short ones, then run the loader's own up-front checks."""
+    and skip) missing or too-short ones, then run the loader's own up-front checks. The training
+    split is checked unless `check_train` is False (default: not for `evaluate`, which reads the
+    test split only, unless it scores frozen features)."""
+    if check_train is None:
+        check_train = cfg.command != "evaluate"
     if windows_for_test is None:  # pretext questions need W-frame windows, classifier clips D
         windows_for_test = cfg.command == "pretrain"
     need_train = cfg.W if cfg.command == "pretrain" else cfg.D
@@ -165,8 +169,8 @@ def usable_dataset(cfg: Config, *, skip_bad: bool = False, windows_for_test: boo
                              "--data")
         videos = {}
         for name, need in (("train", need_train), ("test", need_test)):
-            if cfg.command == "evaluate" and name == "train":
-                videos[name] = dataset.train  # evaluation reads only the test split
+            if name == "train" and not check_train:
+                videos[name] = dataset.train  # not read by this command
                 continue
             kept = check_videos(getattr(dataset, name), need, skip=skip_bad,
                                 what=f"{cfg.command} ({name} split)", report=report)
@@ -312,9 +316,10 @@ def setup_resume(command: str, run_dir: str, *, steps: int | None = None, worker
 def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batch_size: int | None = None,
                      device=None, precision=None, loader="auto", workers=None, decoders=None,
                      compile: bool | None = None, skip_bad: bool = False, force: bool = False,
-                     report=print) -> tuple[Checkpoint, Config, VideoDataset]:
+                     frozen: bool = False, report=print) -> tuple[Checkpoint, Config, VideoDataset]:
     """evaluate: the checkpoint fixes the model, its sizes and the split; the options fix where
-    and how it runs."""
+    and how it runs. `frozen` (--frozen): the checkpoint's conv features are scored on D-frame
+    clips of both splits, so both are checked and the set must be labelled."""
     try:
         ckpt = read_checkpoint(checkpoint)
     except CheckpointError as e:
@@ -327,8 +332,19 @@ def setup_evaluation(checkpoint: str, *, data: str, out: str | None = None, batc
                               batch_size=batch_size or ckpt.config.batch_size,
                               decoders=decoders or ckpt.config.decoders, compile=bool(compile))
     check_out(cfg.out, force=force)
-    dataset = usable_dataset(cfg, skip_bad=skip_bad, windows_for_test=ckpt.kind == "pretext", report=report)
-    if ckpt.kind == "classifier" and ckpt.classes != dataset.classes:
+    if frozen:
+        stamp, _ = read_stamp(cfg.data)  # what load_dataset calls unlabelled, read before any decoding
+        if stamp and stamp.get("unlabelled"):
+            raise SetupError(f"{cfg.data} is an unlabelled set (prepared with --unlabelled): frozen "
+                             "features are scored by class (retrieval, linear probe), so they need a "
+                             "labelled set", "--frozen")
+        dataset = usable_dataset(cfg, skip_bad=skip_bad, windows_for_test=False, check_train=True,
+                                 report=report)
+    else:
+        dataset = usable_dataset(cfg, skip_bad=skip_bad, windows_for_test=ckpt.kind == "pretext",
+                                 report=report)
+    # --frozen uses the conv layers only, so a classifier's classes need not match
+    if ckpt.kind == "classifier" and not frozen and ckpt.classes != dataset.classes:
         raise SetupError(f"{ckpt.path} was trained on {len(ckpt.classes)} classes "
                          f"{_some(ckpt.classes)}, but {cfg.data} has {len(dataset.classes)}: "
                          f"{_some(dataset.classes)}; evaluate it on the dataset it was fine-tuned on",

@@ -21,6 +21,16 @@ def set_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
         group["lr"] = group["base_lr"] * factor
 
 
+def make_optimizer(name: str, groups: list[dict]) -> torch.optim.Optimizer:
+    """Adam (betas 0.9/0.999, no weight decay: the paper's rates are Adam-sized) or SGD with
+    momentum 0.9 (what OPN/VCOP-style code uses; it wants larger rates)."""
+    if name == "adam":
+        return torch.optim.Adam(groups)
+    if name == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
 def current_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
     """{"lr/<group name>": lr} for the logs."""
     return {f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}
