@@ -1,42 +1,38 @@
 #!/usr/bin/env bash
-# One-shot check of a GPU host with no network, inside one time budget, that brings its results
-# back: the lent machine returns at most 8 files from OUTDIR, at most two folders down, so
-# OUTDIR ends with exactly these (and nothing else):
-#   summary.txt    one line per step (status, seconds, budget), the tail of any failing step, verdict
-#   bench.json     fastssl bench's results (when the bench step ran)
-#   logs.tar.gz    every step's full log (NN-name.log)
-# The dataset, the step logs and anything else live in a temp folder (mktemp -d under /tmp) that is
-# removed at the end.
+# GPU check: what a first GPU must tell us about fastssl, within ONE time budget, leaving a results
+# folder of at most 8 files, at most two folders down (for remote hosts that copy little back):
+#   summary.txt    one line per step (status, seconds, limit), the tail of any failing step, the figures
+#   bench.json     fastssl bench (default groups but eval)      compile.json   --only compile
+#   eval.json      fastssl bench --only eval                    logs.tar.gz    every step's log (NN-name.log)
+# The dataset, run folders and logs live in a temp folder (mktemp -d) removed at the end.
 #
-# Usage (from anywhere, after `python3 -m pip install --no-deps --no-build-isolation -e .`):
-#   PYTHONPATH=/tmp/site bash bench/gpu_check.sh OUTDIR
+# Usage (from anywhere, with fastssl importable by $PYTHON):
+#   bash bench/gpu_check.sh OUTDIR
 # Environment:
 #   PYTHON          interpreter (default python3)
-#   GPU_CHECK_S     the whole run's budget in seconds (default 480: a lent machine has 15 minutes,
-#                   3-4 of which go to carrying DALI over). Every step's limit is the smaller of its
-#                   own budget and what is left of this (less a reserve for packing the results).
+#   GPU_CHECK_S     the whole run's budget in seconds (default 480). A step's limit is the smaller of
+#                   its own budget and what is left (less a reserve for packing the results), so when
+#                   time runs out the lowest-ranked steps are the ones skipped.
 # Exit status 0 whenever summary.txt was written (read it for the verdict); 2 for bad usage.
 #
-# The steps, in order. To add one: a line here and a function `step_<name>` below (exit status
-# 0 ok, 3 no GPU, 4 not found, 5 skipped - anything else is a failure). Budget "rest" = whatever
-# is left when the step starts (at most one such step, and last).
+# The steps, ranked by what the first GPU must tell us (setup first: each later step needs it). To
+# add one: a line here and a function `step_<name>` below (exit status 0 ok, 3 no GPU, 4 not found,
+# 5 skipped - anything else is a failure).
 STEPS="
-# name    budget_s  what
-env       20        nvidia-smi, python and package versions (fastssl.benchmarks.machine)
-torch     30        torch sees the GPU and runs a matmul on it
-dali      40        DALI and PyAV import (from PYTHONPATH); a tiny DALI pipeline runs on the GPU
-nvdec     10        the driver's video decode library (libnvcuvid) is present: NVDEC needs it
-synth     60        a small H.264 synthetic dataset, in the temp folder
-pytest    80        pytest -m gpu
-torchrun  60        torchrun --standalone --nproc-per-node 1 -m fastssl pretrain (paper, 40 steps): exit 0, clips/s
-determinism 90      the same pretrain (30 steps) without and with --deterministic: clips/s side by side
-bench     rest      fastssl bench, paper preset, on the time that is left (CPU: a plumbing check)
+# name      budget_s  what
+env         20        nvidia-smi, python and package versions (fastssl.benchmarks.machine)
+torch       30        torch sees the GPU and runs a matmul on it
+dali        40        DALI and PyAV import; a tiny DALI pipeline runs on the GPU
+nvdec       10        the driver's video decode library (libnvcuvid) is present: NVDEC needs it
+synth       60        a small H.264 synthetic dataset, in the temp folder
+syncdebug   150       FASTSSL_SYNC_DEBUG=1 pretrain and finetune (DALI, paper, 40 steps): no host-GPU sync
+bench       220       fastssl bench, paper preset, with NVDEC utilisation (nvidia-smi dmon -s u) alongside
+compile     150       fastssl bench --only compile: torch.compile vs eager model steps
+eval        60        fastssl bench --only eval: evaluation clips/s
+pytest      80        pytest -m gpu
+torchrun    60        torchrun --standalone --nproc-per-node 1 -m fastssl pretrain (paper, 40 steps)
+determinism 90        the same pretrain (30 steps) without and with --deterministic: clips/s side by side
 "
-# Budgets: the fixed steps may take 390 s at most, so bench gets >= 75 s of the 480 s default in the
-# worst case and ~250 s typically (env/torch/dali/nvdec/synth take ~45 s, pytest ~60 s, torchrun and
-# determinism ~25 s and ~50 s on an H100). torchrun and determinism came with issue 10, 10 s of
-# them taken from pytest; the 480 s total is unchanged (15 lent minutes - ~4 carrying DALI over -
-# the machine's start and the copy back).
 set -u
 
 if [ $# -ne 1 ]; then
@@ -56,9 +52,9 @@ LOGS="$WORK/logs"
 DATA="$WORK/data"
 RUNS="$WORK/runs"                # run folders of the torchrun and determinism steps
 mkdir -p "$LOGS" "$RUNS"
-export PY DATA OUT RUNS
+export PY DATA OUT RUNS WORK
 SUMMARY="$OUT/summary.txt"
-rm -f "$SUMMARY" "$OUT/bench.json" "$OUT/logs.tar.gz"
+rm -f "$SUMMARY" "$OUT"/{bench,compile,eval}.json "$OUT/logs.tar.gz"
 HAVE_GPU=0
 N=0
 
@@ -84,10 +80,10 @@ run_step() {
     N=$((N + 1))
     log=$(printf "%s/%02d-%s.log" "$LOGS" "$N" "$name")
     limit=$(left)
-    if [ "$budget" != rest ] && [ "$budget" -lt "$limit" ]; then limit=$budget; fi
+    if [ "$budget" -lt "$limit" ]; then limit=$budget; fi
     if [ "$limit" -lt 5 ]; then
-        say "$(printf "%-8s %-28s %4s   budget %s" "$name" "skipped: time budget spent" - "$budget")"
-        return 0
+        say "$(printf "%-11s %-28s %4s   budget %s" "$name" "skipped: time budget spent" - "$budget")"
+        return 5
     fi
     t0=$(date +%s)
     echo "== [$N] $name (limit ${limit}s) =="
@@ -102,7 +98,7 @@ run_step() {
         5) status="skipped" ;;
         *) status="FAILED (exit $rc)" ;;
     esac
-    say "$(printf "%-8s %-28s %4ss  budget %s, limit %ss" "$name" "$status" "$(( $(date +%s) - t0 ))" "$budget" "$limit")"
+    say "$(printf "%-11s %-28s %4ss  budget %s, limit %ss" "$name" "$status" "$(( $(date +%s) - t0 ))" "$budget" "$limit")"
     if [ "$rc" != 0 ]; then
         tr '\r' '\n' <"$log" | grep -v '^\s*$' | tail -n 5 | cut -c1-200 | sed 's/^/    /' | tee -a "$SUMMARY"
     fi
@@ -215,17 +211,27 @@ step_determinism() {
               f'{b:.1f} with --deterministic: {b / a:.3f}x ({100 * (1 - b / a):.1f}% cost)')" "$plain" "$det"
 }
 
-step_bench() {
-    local data=() budget=$(( STEP_LIMIT - 10 ))
-    [ -f "$DATA/index.csv" ] && data=(--data "$DATA")
-    if [ "$HAVE_GPU" = 1 ]; then
-        "$PY" -m fastssl.cli_bench --preset paper --device cuda "${data[@]}" --seconds 3 --steps 20 \
-            --time-budget "$budget" --json "$OUT/bench.json" || return
-    else  # plumbing only: the command line, one cheap component, the JSON
-        "$PY" -m fastssl.cli_bench --device cpu "${data[@]}" --only op.copy --seconds 0.2 --warmup 0 \
-            --time-budget "$budget" --json "$OUT/bench.json" || return
+step_syncdebug() {
+    # The training loop raises at any host-GPU sync between log points under FASTSSL_SYNC_DEBUG=1
+    # (torch.cuda.set_sync_debug_mode("error")): both tasks, the DALI loader, the paper preset.
+    if [ "$HAVE_GPU" != 1 ]; then
+        echo "no GPU: sync debugging is CUDA only (CPU: tests/test_host_waits.py)"; return 5
     fi
-    "$PY" - "$OUT/bench.json" <<'EOF'
+    [ -f "$DATA/index.csv" ] || { echo "no dataset (the synth step failed)"; return 1; }
+    local command
+    for command in pretrain finetune; do
+        FASTSSL_SYNC_DEBUG=1 "$PY" -m fastssl "$command" --data "$DATA" --out "$RUNS/sync-$command" --force \
+            --loader dali --preset paper --device cuda --steps 40 --log-every 10 --ckpt-every 1000000 || return
+        echo "syncdebug $command: no sync between log points; $(pretrain_rate "$RUNS/sync-$command" 10 | head -n 1)"
+    done
+}
+
+# bench_json NAME ARGS...: fastssl bench into $OUT/NAME.json within the step's limit; print its figures.
+bench_json() {
+    local name=$1
+    shift
+    "$PY" -m fastssl.cli_bench "$@" --time-budget $(( STEP_LIMIT - 10 )) --json "$OUT/$name.json" || return
+    "$PY" - "$OUT/$name.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
 print("bench ratios:", ", ".join(f"{k}={v:.3g}" for k, v in doc["ratios"].items() if v is not None) or "-")
@@ -233,8 +239,42 @@ for name, c in doc["components"].items():
     m = c.get("metric") or {}
     med = format(m["median"], ".4g") if m.get("median") is not None else ""
     why = f"  ({c.get('reason') or c.get('error')})" if c.get("status") != "ok" else ""
-    print(f"  {name:16} {c.get('status'):8} {med:>10} {m.get('unit', '')}{why}")
+    print(f"  {name:18} {c.get('status'):8} {med:>10} {m.get('unit', '')}{why}")
 EOF
+}
+export -f bench_json
+
+step_bench() {
+    local data=() dmon="" rc
+    [ -f "$DATA/index.csv" ] && data=(--data "$DATA")
+    if [ "$HAVE_GPU" != 1 ]; then  # plumbing only: the command line, one cheap component, the JSON
+        bench_json bench --device cpu "${data[@]}" --only op.copy --seconds 0.2 --warmup 0
+        return
+    fi
+    if command -v nvidia-smi >/dev/null; then  # NVDEC ("dec") utilisation, sampled every second
+        nvidia-smi dmon -s u -d 1 >"$WORK/dmon.txt" 2>&1 &
+        dmon=$!
+    fi
+    bench_json bench --preset paper --device cuda "${data[@]}" --seconds 3 --steps 20 --skip eval
+    rc=$?
+    if [ -n "$dmon" ]; then
+        kill "$dmon" 2>/dev/null
+        awk '/^#/ { for (i = 2; i <= NF; i++) if ($i == "dec") col = i - 1; next }
+             col && $col ~ /^[0-9]+$/ { n++; s += $col; if ($col > m) m = $col }
+             END { if (n) printf "NVDEC utilisation during the bench: mean %.0f%%, max %d%% (%d samples, dmon)\n", s / n, m, n
+                   else print "NVDEC utilisation: no dec column in nvidia-smi dmon -s u" }' "$WORK/dmon.txt"
+    fi
+    return $rc
+}
+
+step_compile() {
+    if [ "$HAVE_GPU" != 1 ]; then echo "no GPU: compile vs eager is measured on the GPU here"; return 5; fi
+    bench_json compile --preset paper --device cuda --data "$DATA" --seconds 3 --only compile
+}
+
+step_eval() {
+    if [ "$HAVE_GPU" != 1 ]; then echo "no GPU: evaluation clips/s is measured on the GPU here"; return 5; fi
+    bench_json eval --preset paper --device cuda --data "$DATA" --seconds 3 --only eval
 }
 
 # pretrain_rate RUN_DIR WARM_STEPS: clips/s and data wait of a finished run, from its metrics.jsonl
@@ -269,12 +309,14 @@ while read -r name budget _; do
     if [ "$name" = torch ]; then
         if [ "$rc" = 0 ]; then HAVE_GPU=1; else say "         -> no usable GPU: GPU steps run as plumbing checks or skip"; fi
     fi
-    if [ "$name" = torchrun ] || [ "$name" = determinism ]; then
-        grep -E '^(torchrun --nproc|determinism:|\(default\)|--deterministic)' \
-            "$(printf "%s/%02d-%s.log" "$LOGS" "$N" "$name")" | cut -c1-220 | sed 's/^/    /' >>"$SUMMARY"
-    fi
-    if [ "$name" = bench ] && [ -f "$OUT/bench.json" ]; then
-        grep -v '^\s*$' "$(printf "%s/%02d-%s.log" "$LOGS" "$N" bench)" | sed -n '/^bench ratios:/,$p' >>"$SUMMARY"
-    fi
+    log=$(printf "%s/%02d-%s.log" "$LOGS" "$N" "$name")
+    [ -f "$log" ] || continue
+    case $name in
+        syncdebug|torchrun|determinism)
+            grep -E '^(syncdebug |torchrun --nproc|determinism:|\(default\)|--deterministic)' "$log" \
+                | cut -c1-220 | sed 's/^/    /' >>"$SUMMARY" ;;
+        bench|compile|eval)
+            grep -v '^\s*$' "$log" | sed -n '/^\(bench ratios:\|NVDEC\)/,$p' >>"$SUMMARY" ;;
+    esac
 done <<<"$STEPS"
 exit 0

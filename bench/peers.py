@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 
 from fastssl.data.prepare.transcode import Settings, transcode  # noqa: E402
 from fastssl.data.pyav_decode import WindowDecoder, count_frames  # noqa: E402
+from fastssl.files import atomic_write  # noqa: E402
 
 EXTS = (".avi", ".mp4", ".mkv", ".webm", ".mov")
 
@@ -192,8 +193,7 @@ def run(args):
         print(f"break-even {codec}: prepare {cost:.2f} CPU-s/video; vs {best_orig}: "
               + (f"{be:.0f} windows per video" if be else "never (prepared files are not faster)"))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=1)
+        atomic_write(args.json, json.dumps(res, indent=1))
     return res
 
 

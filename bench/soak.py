@@ -1,4 +1,4 @@
-"""Soak: a bounded pretraining stress run on a dataset with broken files (issue 9, item 7).
+"""Soak: a bounded pretraining stress run on a dataset with broken files.
 
     .venv/bin/python bench/soak.py --minutes 20 --out /tmp/soak
 
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import re
@@ -55,6 +56,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from fastssl.files import atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 FASTSSL = [sys.executable, "-m", "fastssl"]
@@ -218,8 +221,10 @@ def plot(samples, intervals, path: Path, title: str) -> None:
     b.set_ylim(bottom=0)
     b.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    atomic_write(path, png.getvalue())
 
 
 # ---------------------------------------------------------------- main
@@ -364,15 +369,15 @@ def main() -> int:
         "data_bad_videos_final": final_bad,
         "problems": problems, "ok": not problems,
     }
-    with open(out / "soak.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(samples[0]))
+    for name, rows, fields in (("soak.csv", samples, list(samples[0])),
+                               ("intervals.csv", intervals, ["t", "step", "steps_per_s", "clips_per_s",
+                                                             "data_wait_fraction"])):
+        text = io.StringIO(newline="")
+        w = csv.DictWriter(text, fieldnames=fields)
         w.writeheader()
-        w.writerows(samples)
-    with open(out / "intervals.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["t", "step", "steps_per_s", "clips_per_s", "data_wait_fraction"])
-        w.writeheader()
-        w.writerows(intervals)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        w.writerows(rows)
+        atomic_write(out / name, text.getvalue())
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot(samples, intervals, out / "soak.png",
          f"fastssl pretrain soak: tiny preset, 2 workers, {len(damaged)} damaged of 40 train videos, "
          f"{os.cpu_count()} CPUs")
