@@ -25,6 +25,8 @@ class Task:
     command: str    # the command that runs it (and Config.command)
     kind: str       # the checkpoint kind it writes
     prefix: str     # its training metrics: <prefix>/loss, <prefix>/accuracy
+    batches: str    # the loader-contract function that feeds it: "pretext_batches" | "clip_batches"
+    held_out = None  # its held-out monitor class (evaluation.HeldOutQuestions / HeldOutClips)
 
     def build_model(self, cfg: Config, dataset: VideoDataset) -> torch.nn.Module:
         raise NotImplementedError
@@ -38,7 +40,9 @@ class Task:
         raise NotImplementedError
 
     def stream(self, cfg: Config, plan, *, start_step: int, dist: Dist):
-        raise NotImplementedError
+        batches = getattr(loaders.get(cfg.loader), self.batches)
+        return batches(plan, cfg.batch_size, device=cfg.device, workers=cfg.workers, decoders=cfg.decoders,
+                       start_step=start_step, rank=dist.rank, world_size=dist.world_size)
 
     def model_inputs(self, batch: dict, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch -> (model input, labels) on cfg.device."""
@@ -46,7 +50,9 @@ class Task:
 
     def monitor(self, cfg: Config, dataset: VideoDataset) -> Callable[[torch.nn.Module], dict] | None:
         """Held-out scores every cfg.eval_every steps (None: nothing to watch)."""
-        return None
+        if self.held_out is None or not cfg.eval_every or not dataset.test:
+            return None
+        return self.held_out(cfg, dataset.test)
 
     def final_scores(self, model: torch.nn.Module, cfg: Config, dataset: VideoDataset, *, last: dict,
                      progress: bool, dist: Dist) -> dict:
@@ -60,14 +66,10 @@ class Task:
         return self.command
 
 
-def _stream_args(cfg: Config, start_step: int, dist: Dist) -> dict:
-    return dict(device=cfg.device, workers=cfg.workers, decoders=cfg.decoders, start_step=start_step,
-                rank=dist.rank, world_size=dist.world_size)
-
-
 class Pretext(Task):
     """Find the one clip of N whose frames are out of order (RP / SS / PB): SiameseNet."""
-    command, kind, prefix = "pretrain", "pretext", "pretext"
+    command, kind, prefix, batches = "pretrain", "pretext", "pretext", "pretext_batches"
+    held_out = evaluation.HeldOutQuestions
 
     def build_model(self, cfg, dataset):
         return build_siamese(cfg)
@@ -79,14 +81,8 @@ class Pretext(Task):
         return PretextPlan(dataset.train, W=cfg.W, D=cfg.D, N=cfg.N, mode=cfg.mode,
                            geometry=geometry(cfg), seed=cfg.seed, train=True)
 
-    def stream(self, cfg, plan, *, start_step, dist):
-        return loaders.get(cfg.loader).pretext_batches(plan, cfg.batch_size, **_stream_args(cfg, start_step, dist))
-
     def model_inputs(self, batch, cfg):
         return question_clips(batch, cfg)
-
-    def monitor(self, cfg, dataset):
-        return evaluation.HeldOutQuestions(cfg, dataset.test) if cfg.eval_every and dataset.test else None
 
     def final_scores(self, model, cfg, dataset, *, last, progress, dist):
         return evaluation.pretext_accuracy(model, cfg, dataset.test, progress=progress, dist=dist)
@@ -97,7 +93,8 @@ class Pretext(Task):
 
 class Classify(Task):
     """Action recognition: 3D-AlexNet, new fc layers at lr_fc, (pretrained) convs at lr_conv."""
-    command, kind, prefix = "finetune", "classifier", "finetune"
+    command, kind, prefix, batches = "finetune", "classifier", "finetune", "clip_batches"
+    held_out = evaluation.HeldOutClips
 
     def build_model(self, cfg, dataset):
         return build_classifier(cfg, dataset.num_classes)
@@ -109,14 +106,8 @@ class Classify(Task):
     def plan(self, cfg, dataset):
         return ClipPlan(dataset.train, D=cfg.D, geometry=geometry(cfg), seed=cfg.seed)
 
-    def stream(self, cfg, plan, *, start_step, dist):
-        return loaders.get(cfg.loader).clip_batches(plan, cfg.batch_size, **_stream_args(cfg, start_step, dist))
-
     def model_inputs(self, batch, cfg):
         return labelled_clips(batch, cfg)
-
-    def monitor(self, cfg, dataset):
-        return evaluation.HeldOutClips(cfg, dataset.test) if cfg.eval_every and dataset.test else None
 
     def final_scores(self, model, cfg, dataset, *, last, progress, dist):
         if "heldout/clip_accuracy" in last:
