@@ -103,8 +103,8 @@ def replicate(out, work, pretext_seeds, pb_pretext_seeds, seeds, quick, pretext_
 
     \b
     Default plan: RP and SS 3 pretext seeds, PB and PB-arrow 1, 2 fine-tunes each, Scratch 6,
-    3 static controls: estimated ~77 min on an idle 2-core CPU (an estimate from step
-    rates, fastssl/replicate/plan.py; not a measurement).
+    3 static controls: estimated ~121 min on an idle 2-core CPU (scaled from the step rates
+    `make demo` measured, fastssl/replicate/plan.py; the whole plan is not yet measured).
     Examples:
       fastssl replicate --quick --out runs/rep-quick
       fastssl replicate --out bench/replicate --work runs/replicate
