@@ -13,7 +13,7 @@ import time
 import click
 
 from fastssl import __version__
-from fastssl.config import DEVICES, OPTIMIZERS, PRECISIONS, PRESETS
+from fastssl.config import ARCHS, DEVICES, OPTIMIZERS, PRECISIONS, PRESETS
 from fastssl.data.encode import CODECS
 from fastssl.data.loaders import CHOICES as LOADER_CHOICES
 from fastssl.pretext import MODES
@@ -101,6 +101,11 @@ training_options = _options(
                       "(default from the preset)."),
     click.option("--width", type=click.FloatRange(min=0, min_open=True), default=None,
                  help="Channel-width multiplier of 3D-AlexNet (default from the preset)."),
+    click.option("--arch", type=click.Choice(ARCHS), default=None,
+                 help="Backbone: alexnet3d (the paper's; default), or a video ResNet of later work "
+                      "(r3d_18, mc3_18, r2plus1d_18: torchvision's layers and parameter names, "
+                      "16-frame clips of 112 px unless --clip-length/--size say otherwise). For the "
+                      "ResNets --init also takes a state dict in torchvision's layout."),
     click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
                  help="adam (default; the paper's rates are Adam-sized) or sgd (momentum 0.9; "
                       "needs larger rates, e.g. --lr 0.01)."),

@@ -42,6 +42,8 @@ PRESETS = {
 
 
 OPTIMIZERS = ("adam", "sgd")
+# Backbones (fastssl/models/build.py builds them); named here so the CLI need not import torch.
+ARCHS = ("alexnet3d", "r3d_18", "mc3_18", "r2plus1d_18")
 
 # Where and in which dtype a run computes (the CLI's choices; defaults in train/run_setup.py).
 DEVICES = ("cpu", "cuda")
@@ -65,6 +67,7 @@ class Config:
     out: str = ""
     preset: str = "tiny"
     mode: str = "rp"                    # pretext mode: rp | ss | pb
+    arch: str = "alexnet3d"             # backbone: alexnet3d | r3d_18 | mc3_18 | r2plus1d_18
     # geometry
     size: int = 64
     resize: tuple = (72, 96)
@@ -138,8 +141,15 @@ class Config:
         return cls(**raw)
 
 
+# What the video ResNets are usually trained with (VCOP and later): 16-frame clips of 112 px crops
+# from 128x171 frames, and a pretext window long enough for N=6 such clips; a preset's own values
+# stand for 3D-AlexNet. Flags still override.
+_RESNET_CLIPS = dict(D=16, W=24, size=112, resize=(128, 171))
+ARCH_DEFAULTS = {"r3d_18": _RESNET_CLIPS, "mc3_18": _RESNET_CLIPS, "r2plus1d_18": _RESNET_CLIPS}
+
+
 def resolve(preset: str, command: str, **overrides) -> Config:
-    """Preset values, then every override that is not None."""
+    """Preset values, then the arch's usual clip size, then every override that is not None."""
     from fastssl import __version__
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
@@ -148,6 +158,7 @@ def resolve(preset: str, command: str, **overrides) -> Config:
     if command == "finetune":
         values["steps"] = finetune_steps
     values["command"] = command
+    values.update(ARCH_DEFAULTS.get(overrides.get("arch") or "alexnet3d", {}))
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = set(values) - known

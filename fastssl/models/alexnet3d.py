@@ -46,14 +46,15 @@ def conv_features(width: float = 1.0) -> nn.Sequential:
 
 @torch.no_grad()
 def flat_features(features: nn.Module, frames: int, size: int) -> int:
-    """Number of features after conv1..pool3 for (frames x size x size) input, by a dummy forward."""
+    """Number of features a backbone gives one (frames x size x size) clip, by a dummy forward
+    (3D-AlexNet's conv1..pool3 map; a ResNet's pooled vector)."""
     was_training = features.training
     features.eval()
     try:
         out = features(torch.zeros(1, 3, frames, size, size))
     finally:
         features.train(was_training)
-    if out.shape[2] < 1 or out.shape[3] < 1:
+    if out.dim() == 5 and (out.shape[2] < 1 or out.shape[3] < 1):
         raise ValueError(f"input {frames}x{size}x{size} is too small for 3D-AlexNet")
     return out[0].numel()
 
@@ -88,11 +89,13 @@ class SiameseNet(nn.Module):
     """
 
     def __init__(self, n_clips: int = 6, *, width: float = 1.0, branch_dim: int = 128,
-                 frames: int = 8, size: int = 224):
+                 frames: int = 8, size: int = 224, features: nn.Module | None = None):
         super().__init__()
-        _check_frames(frames)
+        if features is None:  # the paper's branch: 3D-AlexNet's conv1..pool3
+            _check_frames(frames)
+            features = conv_features(width)
         self.n_clips = n_clips
-        self.features = conv_features(width)
+        self.features = features
         flat = flat_features(self.features, frames, size)
         self.branch_head = nn.Sequential(nn.Flatten(), *_fc(flat, branch_dim))          # fc4
         fused = branch_dim * n_clips

@@ -22,7 +22,7 @@ KINDS = ("pretext", "classifier")
 # 2026-11-29), read as they are. Raise it when a key changes meaning, and teach `_upgrade` the old one.
 FORMAT = 1
 # Model settings a pretext checkpoint must share with the classifier it initialises.
-INIT_KEYS = ("width", "size", "D")
+INIT_KEYS = ("arch", "width", "size", "D")
 
 
 class CheckpointError(ValueError):
@@ -104,9 +104,14 @@ def checkpoint_for_init(path: str | os.PathLike, cfg: Config) -> Checkpoint:
 
 
 def features_of(ckpt: Checkpoint) -> dict:
-    """conv1..pool3 of a pretext checkpoint, as a state dict for `model.features`."""
+    """The backbone of a checkpoint (3D-AlexNet's conv1..pool3, a ResNet's stem..layer4), as a
+    state dict for `model.features`. A ResNet classifier keeps torchvision's layout: everything
+    but `fc`; every other model keeps its backbone under `features.`."""
+    state = ckpt.state["model"]
+    if ckpt.kind == "classifier" and ckpt.config.arch != "alexnet3d":
+        return {k: v for k, v in state.items() if not k.startswith("fc.")}
     prefix = "features."
-    return {k[len(prefix):]: v for k, v in ckpt.state["model"].items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def numbered(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:

@@ -45,7 +45,7 @@ from fastssl.config import Config
 from fastssl.data import loaders
 from fastssl.data.dataset import Video, VideoDataset
 from fastssl.files import atomic_write
-from fastssl.models.alexnet3d import conv_features
+from fastssl.models.build import build_features
 from fastssl.train.checkpoints import Checkpoint, features_of
 from fastssl.train.clips import geometry, single_clips
 from fastssl.train.precision import autocast
@@ -75,7 +75,7 @@ def random_features(cfg: Config, seed: int) -> torch.nn.Module:
     the same weights. The global RNG is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        features = conv_features(cfg.width)
+        features = build_features(cfg)
     return features.to(cfg.device, memory_format=torch.channels_last_3d)
 
 
@@ -106,7 +106,8 @@ def _clip_features(features, cfg, videos, *, progress, what):
     def encode(windows: torch.Tensor) -> None:
         with autocast(cfg):
             out = features(single_clips(windows, cfg))
-        parts.append(F.normalize(out.float().mean((2, 3, 4)), dim=1))
+        pooled = out.float() if out.dim() == 2 else out.float().mean((2, 3, 4))  # ResNets pool already
+        parts.append(F.normalize(pooled, dim=1))
 
     with stream as items, Progress(len(videos), f"frozen features ({what})", enabled=progress,
                                    unit="video") as bar:
@@ -212,7 +213,7 @@ def frozen_scores(features: torch.nn.Module, cfg: Config, dataset: VideoDataset,
 def checkpoint_features(ckpt: Checkpoint, cfg: Config) -> torch.nn.Module:
     """conv1..pool3 of a pretext or classifier checkpoint (both models keep them in `.features`),
     on cfg.device in channels_last_3d."""
-    features = conv_features(ckpt.config.width)
+    features = build_features(ckpt.config)
     features.load_state_dict(features_of(ckpt))
     return features.to(cfg.device, memory_format=torch.channels_last_3d)
 

@@ -18,6 +18,7 @@ import torch
 from fastssl.config import DEVICES, PRECISIONS, PRESETS, Config, default_preset, resolve
 from fastssl.data import loaders
 from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset, read_stamp
+from fastssl.models import ARCHS
 from fastssl.models.alexnet3d import MIN_FRAMES
 from fastssl.pretext import MODES, check_sizes
 from fastssl.train import distributed
@@ -112,6 +113,8 @@ def build_config(command: str, *, data: str, out: str | None = None, preset: str
         raise SetupError("give --steps or --epochs, not both")
     if overrides.get("mode") is not None and overrides["mode"] not in MODES:
         raise SetupError(f"{overrides['mode']!r}: choose from {MODES}", "--mode")
+    if overrides.get("arch") is not None and overrides["arch"] not in ARCHS:
+        raise SetupError(f"{overrides['arch']!r}: choose from {ARCHS}", "--arch")
     runtime["device"] = distributed.rank_device(runtime["device"], distributed.from_env())
     cfg = resolve(preset, command, data=os.path.abspath(data), out=out or default_out(command),
                   **runtime, **overrides)
@@ -136,8 +139,9 @@ def check_config(cfg: Config) -> None:
         raise SetupError("SyncBatchNorm runs on CUDA only; on the CPU each rank keeps its own "
                          "BatchNorm statistics", "--sync-bn")
     if cfg.D < MIN_FRAMES:
-        raise SetupError(f"D={cfg.D}: 3D-AlexNet pools time three times, so clips need "
-                         f"at least {MIN_FRAMES} frames", "--clip-length")
+        raise SetupError(f"D={cfg.D}: every backbone halves time three times (3D-AlexNet's pools, the "
+                         f"ResNets' strided layers), so clips need at least {MIN_FRAMES} frames",
+                         "--clip-length")
     if cfg.command == "pretrain":
         try:
             check_sizes(cfg.W, cfg.D, cfg.N)
@@ -212,7 +216,9 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     if cfg.inflate is not None:
         cfg, init = inflated(cfg, mean_given=options.get("mean") is not None,
                              std_given=options.get("std") is not None, report=report)
-    if cfg.init is not None:
+    if cfg.init is not None and cfg.arch != "alexnet3d" and not _is_fastssl_checkpoint(cfg.init):
+        init = _torchvision_init(cfg)
+    elif cfg.init is not None:
         try:
             ckpt = checkpoint_for_init(cfg.init, cfg)
         except CheckpointError as e:
@@ -226,6 +232,35 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     return RunSetup(cfg, dataset, init=init, force=force, dist=distributed.from_env())
 
 
+def _is_fastssl_checkpoint(path: str) -> bool:
+    try:
+        read_checkpoint(path)
+        return True
+    except CheckpointError:
+        return False
+
+
+def _torchvision_init(cfg: Config) -> InitialWeights:
+    """--init FILE for a ResNet arch: a state dict in torchvision's layout (fc.* is dropped), e.g.
+    weights saved from torchvision.models.video or exported by another tool."""
+    from fastssl.models import build_features
+    try:
+        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file: say what it is
+        raise SetupError(f"{cfg.init}: neither a fastssl checkpoint nor a torch state dict ({e})", "--init") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise SetupError(f"{cfg.init}: not a state dict (a {type(state).__name__})", "--init")
+    backbone = {k: v for k, v in state.items() if not str(k).startswith("fc.")}
+    try:
+        build_features(cfg).load_state_dict(backbone)
+    except RuntimeError as e:
+        raise SetupError(f"{cfg.init}: does not fit --arch {cfg.arch} in torchvision's layout: "
+                         f"{str(e).splitlines()[0]}", "--init") from None
+    return InitialWeights(f"{cfg.init} ({cfg.arch}, torchvision layout)", backbone)
+
+
 def inflated(cfg: Config, *, mean_given: bool, std_given: bool,
              report=print) -> tuple[Config, InitialWeights]:
     """--inflate: the file must hold 2D AlexNet weights that fit this model; inputs are then
@@ -234,6 +269,9 @@ def inflated(cfg: Config, *, mean_given: bool, std_given: bool,
     from fastssl.models.inflate import IMAGENET_MEAN, IMAGENET_STD, InflateError, inflate_from_file
     if cfg.init is not None:
         raise SetupError("--inflate and --init both initialise the conv layers: give one", "--inflate")
+    if cfg.arch != "alexnet3d":
+        raise SetupError(f"--inflate builds 3D-AlexNet from 2D AlexNet weights; for --arch {cfg.arch} "
+                         "give --init a state dict in torchvision's layout", "--inflate")
     features = conv_features(cfg.width)
     try:
         inflate_from_file(features, cfg.inflate)

@@ -100,8 +100,11 @@ class Classify(Task):
         return build_classifier(cfg, dataset.num_classes)
 
     def param_groups(self, model, cfg):
+        # the backbone (pretrained or not) at lr_conv; everything else (the new head) at lr_fc
+        backbone = {id(p) for p in model.features.parameters()}
+        head = [p for p in model.parameters() if id(p) not in backbone]
         return [{"params": model.features.parameters(), "lr": cfg.lr_conv, "base_lr": cfg.lr_conv, "name": "conv"},
-                {"params": model.classifier.parameters(), "lr": cfg.lr_fc, "base_lr": cfg.lr_fc, "name": "fc"}]
+                {"params": head, "lr": cfg.lr_fc, "base_lr": cfg.lr_fc, "name": "fc"}]
 
     def plan(self, cfg, dataset):
         return ClipPlan(dataset.train, D=cfg.D, geometry=geometry(cfg), seed=cfg.seed)
