@@ -487,6 +487,33 @@ def evaluate(checkpoint, shuffle_seed, frozen, **kw):
     click.echo(f"results: {os.path.join(cfg.out, 'eval.json')}")
 
 
+@main.command()
+@click.argument("checkpoint", type=click.Path(dir_okay=False, exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+def export(checkpoint, out, force):
+    """The backbone of CHECKPOINT as a plain state dict in OUT, for other code.
+
+    \b
+    ResNets (r3d_18, mc3_18, r2plus1d_18): torchvision's layout without fc, so
+      torchvision.models.video.r3d_18().load_state_dict(torch.load(OUT), strict=False)
+      takes it (only fc stays as initialised); 3D-AlexNet: fastssl's conv1..pool3 keys.
+    Read it with torch.load(OUT, weights_only=True); `fastssl finetune --init OUT` takes it back.
+    """
+    from fastssl.files import atomic_save
+    from fastssl.train.checkpoints import CheckpointError, features_of, read_checkpoint
+    try:
+        ckpt = read_checkpoint(checkpoint)
+    except CheckpointError as e:
+        raise click.BadParameter(str(e), param_hint="CHECKPOINT") from None
+    if os.path.exists(out) and not force:
+        raise click.UsageError(f"{out} exists; pass --force to overwrite it")
+    state = {k: v.contiguous() for k, v in features_of(ckpt).items()}  # plain layout for other code
+    atomic_save(state, out)
+    click.echo(f"wrote {len(state)} tensors of {ckpt.config.arch}'s backbone ({ckpt.kind} checkpoint, "
+               f"step {ckpt.step}) to {out}")
+
+
 # Commands with many options of their own live in their own modules.
 from fastssl.cli_bench import bench  # noqa: E402
 from fastssl.cli_prepare import prepare  # noqa: E402

@@ -60,7 +60,8 @@ def test_init_takes_torchvision_layout_weights_for_a_resnet(data, tmp_path):
 
 @pytest.mark.parametrize("args,flag,words", [
     (["--arch", "r3d_18", "--inflate", "alexnet.pth"], "--inflate", "builds 3D-AlexNet"),
-    (["--arch", "r3d_18", "--init", "BAD"], "--init", "neither a fastssl checkpoint nor a torch state dict"),
+    (["--arch", "r3d_18", "--init", "BAD"], "--init", "is a text file (first line: 'not weights'), not a fastssl checkpoint or a state dict"),
+    (["--init", "BAD"], "--init", "is a text file (first line: 'not weights')"),
     (["--arch", "r2plus1d_18", "--init", "MC3"], "--init", "does not fit --arch r2plus1d_18"),
 ])
 def test_what_cannot_work_is_refused(data, tmp_path, args, flag, words):
@@ -79,3 +80,22 @@ def test_a_pretext_checkpoint_of_another_arch_does_not_initialise(data, tmp_path
     ft = cli("finetune", "--data", data, *SMALL, "--arch", "r3d_18", "--init", tmp_path / "pre" / "checkpoint.pt",
              "--out", tmp_path / "ft")
     assert ft.exit_code == 2 and "arch=alexnet3d (here r3d_18)" in ft.output
+
+
+@pytest.mark.parametrize("arch", ["alexnet3d", "mc3_18"])
+def test_export_then_init_round_trips(data, tmp_path, arch):
+    pre = cli("pretrain", "--data", data, *SMALL, "--arch", arch, "--steps", 1, "--window", 12, "--clips", 3,
+              "--out", tmp_path / "pre")
+    assert pre.exit_code == 0, pre.output
+    out = cli("export", tmp_path / "pre" / "checkpoint.pt", tmp_path / "backbone.pth")
+    assert out.exit_code == 0, out.output
+    exported = torch.load(tmp_path / "backbone.pth", weights_only=True)
+    pretext = torch.load(tmp_path / "pre" / "checkpoint.pt", weights_only=True)["model"]
+    assert exported and all(torch.equal(v, pretext["features." + k]) for k, v in exported.items())
+    if arch != "alexnet3d":  # torchvision's layout: everything of the classifier but fc
+        assert set(exported) == {k for k in video_resnet(arch, 5).state_dict() if not k.startswith("fc.")}
+    from fastssl.train.run_setup import setup_training
+    setup = setup_training("finetune", data=str(data), out=str(tmp_path / "ft"), arch=arch, D=8, size=64,
+                           resize=(72, 96), init=str(tmp_path / "backbone.pth"), report=lambda _: None, device="cpu")
+    assert all(torch.equal(setup.init.features[k], v) for k, v in exported.items())
+    assert cli("export", tmp_path / "pre" / "checkpoint.pt", tmp_path / "backbone.pth").exit_code == 2  # exists

@@ -17,6 +17,7 @@ import torch
 
 from fastssl.config import DEVICES, PRECISIONS, PRESETS, Config, default_preset, resolve
 from fastssl.data import loaders
+from fastssl.files import describe_file
 from fastssl.data.dataset import DatasetError, VideoDataset, check_videos, load_dataset, read_stamp
 from fastssl.models import ARCHS
 from fastssl.models.alexnet3d import MIN_FRAMES
@@ -216,8 +217,8 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     if cfg.inflate is not None:
         cfg, init = inflated(cfg, mean_given=options.get("mean") is not None,
                              std_given=options.get("std") is not None, report=report)
-    if cfg.init is not None and cfg.arch != "alexnet3d" and not _is_fastssl_checkpoint(cfg.init):
-        init = _torchvision_init(cfg)
+    if cfg.init is not None and not _is_fastssl_checkpoint(cfg.init):
+        init = _plain_init(cfg)
     elif cfg.init is not None:
         try:
             ckpt = checkpoint_for_init(cfg.init, cfg)
@@ -240,14 +241,16 @@ def _is_fastssl_checkpoint(path: str) -> bool:
         return False
 
 
-def _torchvision_init(cfg: Config) -> InitialWeights:
-    """--init FILE for a ResNet arch: a state dict in torchvision's layout (fc.* is dropped), e.g.
-    weights saved from torchvision.models.video or exported by another tool."""
+def _plain_init(cfg: Config) -> InitialWeights:
+    """--init FILE that is not a fastssl checkpoint: a plain state dict of the backbone, as
+    `fastssl export` writes it - for the ResNets torchvision's layout (fc.* is dropped, so
+    weights saved from torchvision.models.video work too), for 3D-AlexNet its conv1..pool3."""
     from fastssl.models import build_features
     try:
         state = torch.load(cfg.init, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file: say what it is
-        raise SetupError(f"{cfg.init}: neither a fastssl checkpoint nor a torch state dict ({e})", "--init") from None
+    except Exception:  # noqa: BLE001 - any unreadable file: say what it is
+        what = describe_file(cfg.init, "a fastssl checkpoint or a state dict") if os.path.isfile(cfg.init) else "not found"
+        raise SetupError(f"{cfg.init}: {'is ' + what if what != 'not found' else what}", "--init") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -256,9 +259,11 @@ def _torchvision_init(cfg: Config) -> InitialWeights:
     try:
         build_features(cfg).load_state_dict(backbone)
     except RuntimeError as e:
-        raise SetupError(f"{cfg.init}: does not fit --arch {cfg.arch} in torchvision's layout: "
+        layout = "torchvision's layout" if cfg.arch != "alexnet3d" else "fastssl's conv1..pool3 layout"
+        raise SetupError(f"{cfg.init}: does not fit --arch {cfg.arch} in {layout}: "
                          f"{str(e).splitlines()[0]}", "--init") from None
-    return InitialWeights(f"{cfg.init} ({cfg.arch}, torchvision layout)", backbone)
+    layout = "torchvision layout" if cfg.arch != "alexnet3d" else "state dict"
+    return InitialWeights(f"{cfg.init} ({cfg.arch}, {layout})", backbone)
 
 
 def inflated(cfg: Config, *, mean_given: bool, std_given: bool,
