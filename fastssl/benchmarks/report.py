@@ -87,5 +87,7 @@ def format_report(doc: dict) -> str:
         stages, left = (", ".join(f"{k} {v:.2f}" for k, v in c[k2].items() if v) for k2 in ("stages_ms", "left_out_ms"))
         lines.append(f"  {name:<19} {c['metric']['median']:6.2f} = {stages}"
                      + (f"; CPU only, left out: {left}" if left else "")
+                     + (f"; of the hand-over, one frame copy (CPU only; GPU->GPU on CUDA) "
+                        f"{c['frame_copy_in_handover_ms']:.1f}" if c.get("frame_copy_in_handover_ms") else "")
                      + f"; sampler + questions (outside this thread) {c['sampler_ms_per_batch']:.1f} per batch")
     return "\n".join(lines + (["", "notes"] + [f"  {n}" for n in notes] if notes else []))

@@ -89,9 +89,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(str(path), state["kind"], int(state.get("step", 0)), config, state)
 
 
-def checkpoint_for_init(path: str | os.PathLike, cfg: Config) -> Checkpoint:
-    """A pretext checkpoint whose conv layers fit the classifier `cfg` describes."""
-    ckpt = read_checkpoint(path)
+def checkpoint_for_init(path: str | os.PathLike | Checkpoint, cfg: Config) -> Checkpoint:
+    """A pretext checkpoint (a path, or one already read) whose conv layers fit the classifier
+    `cfg` describes."""
+    ckpt = path if isinstance(path, Checkpoint) else read_checkpoint(path)
+    path = ckpt.path
     if ckpt.kind != "pretext":
         raise CheckpointError(f"{path}: needs a pretext checkpoint (from `fastssl pretrain`), "
                               f"this one is a {ckpt.kind} checkpoint")

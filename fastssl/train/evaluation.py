@@ -145,7 +145,7 @@ def shuffled_orders(clips: int, D: int, seed: int, video: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([rng.permutation(D) for _ in range(clips)])[:, None, :])
 
 
-def _clip_batches(items, mine: list[int], D: int, batch_size: int, shuffle_seed: int | None):
+def clips_in_batches(items, mine: list[int], D: int, batch_size: int, shuffle_seed: int | None):
     """Regroup one-video items into forward batches of up to `batch_size` clips from as many
     videos as fit -> (clips, orders or None, [(video, first row, rows)]). The stream yields this
     rank's videos in `mine` order, so each item's video is known without reading its tensors."""
@@ -188,7 +188,7 @@ def classify_videos(model: torch.nn.Module, cfg: Config, videos: Sequence[Video]
             for v, item in zip(mine, items):
                 remaining[v] = len(item["clips"])
                 yield item
-        for clips, orders, owners in _clip_batches(counted(items), mine, cfg.D, cfg.batch_size, shuffle_seed):
+        for clips, orders, owners in clips_in_batches(counted(items), mine, cfg.D, cfg.batch_size, shuffle_seed):
             with autocast(cfg):
                 p = model(single_clips(clips, cfg, orders)).float().softmax(1)
             for v, first, rows in owners:

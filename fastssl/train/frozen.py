@@ -47,6 +47,7 @@ from fastssl.data.dataset import Video, VideoDataset
 from fastssl.files import atomic_write
 from fastssl.models.build import build_features
 from fastssl.train.checkpoints import Checkpoint, features_of
+from fastssl.train.evaluation import clips_in_batches
 from fastssl.train.clips import geometry, single_clips
 from fastssl.train.precision import autocast
 from fastssl.train.progress import Progress
@@ -100,30 +101,19 @@ def _clip_features(features, cfg, videos, *, progress, what):
                                                   workers=cfg.workers, decoders=cfg.decoders)
     parts: list[torch.Tensor] = []
     owners: list[int] = []       # the video of each clip, known from the stream's order
-    pending: list[torch.Tensor] = []
-    rows = 0
-
-    def encode(windows: torch.Tensor) -> None:
-        with autocast(cfg):
-            out = features(single_clips(windows, cfg))
-        pooled = out.float() if out.dim() == 2 else out.float().mean((2, 3, 4))  # ResNets pool already
-        parts.append(F.normalize(pooled, dim=1))
-
     with stream as items, Progress(len(videos), f"frozen features ({what})", enabled=progress,
                                    unit="video") as bar:
-        for v, item in zip(range(len(videos)), items):
-            clips = item["clips"]
-            owners += [v] * len(clips)
-            pending.append(clips)
-            rows += len(clips)
-            while rows >= cfg.batch_size:
-                batch = torch.cat(pending) if len(pending) > 1 else pending[0]
-                encode(batch[:cfg.batch_size])
-                rest = batch[cfg.batch_size:]
-                pending, rows = ([rest] if len(rest) else []), len(rest)
-            bar.update()
-        if rows:
-            encode(torch.cat(pending))
+        def counted(items):
+            for item in items:
+                yield item
+                bar.update()
+        for clips, _, owned in clips_in_batches(counted(items), list(range(len(videos))), cfg.D,
+                                                cfg.batch_size, None):
+            with autocast(cfg):
+                out = features(single_clips(clips, cfg))
+            pooled = out.float() if out.dim() == 2 else out.float().mean((2, 3, 4))  # ResNets pool already
+            parts.append(F.normalize(pooled, dim=1))
+            owners += [v for v, _, rows in owned for _ in range(rows)]
     if not parts:
         raise ValueError("no clips to encode: the video list is empty")
     return torch.cat(parts), torch.tensor(owners, device=parts[0].device)

@@ -217,11 +217,12 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     if cfg.inflate is not None:
         cfg, init = inflated(cfg, mean_given=options.get("mean") is not None,
                              std_given=options.get("std") is not None, report=report)
-    if cfg.init is not None and not _is_fastssl_checkpoint(cfg.init):
+    read = _read_if_checkpoint(cfg.init) if cfg.init is not None else None
+    if cfg.init is not None and read is None:
         init = _plain_init(cfg)
     elif cfg.init is not None:
         try:
-            ckpt = checkpoint_for_init(cfg.init, cfg)
+            ckpt = checkpoint_for_init(read, cfg)
         except CheckpointError as e:
             raise SetupError(str(e), "--init") from None
         if ckpt.config.split != cfg.split:
@@ -233,12 +234,13 @@ def setup_training(command: str, *, skip_bad: bool = False, force: bool = False,
     return RunSetup(cfg, dataset, init=init, force=force, dist=distributed.from_env())
 
 
-def _is_fastssl_checkpoint(path: str) -> bool:
+def _read_if_checkpoint(path: str) -> Checkpoint | None:
+    """The fastssl checkpoint at `path`, read once; None when the file is something else (a plain
+    state dict, or junk that `_plain_init` then names)."""
     try:
-        read_checkpoint(path)
-        return True
+        return read_checkpoint(path)
     except CheckpointError:
-        return False
+        return None
 
 
 def _plain_init(cfg: Config) -> InitialWeights:
